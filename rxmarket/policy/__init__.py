@@ -1,0 +1,1 @@
+"""Pure decision code: no I/O, no clocks of its own; time is always an argument."""
