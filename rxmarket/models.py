@@ -55,39 +55,40 @@ class Ticker(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="typ
     ``abs()`` of these. Day fields (``open``, ``acc_trade_*``) reset at 00:00 UTC; ``*_24h`` are rolling.
     """
 
+    # Declared in Upbit's DEFAULT key order: msgspec matches keys fastest when they arrive in field order.
     symbol: str = msgspec.field(name="code")
-    price: float = msgspec.field(name="trade_price")
     open: float = msgspec.field(name="opening_price")
     high: float = msgspec.field(name="high_price")
     low: float = msgspec.field(name="low_price")
+    price: float = msgspec.field(name="trade_price")
     prev_close: float = msgspec.field(name="prev_closing_price")
+    acc_trade_price: float | None = None
     change: str
     change_price: float = msgspec.field(name="signed_change_price")
     change_rate: float = msgspec.field(name="signed_change_rate")
-    volume_24h: float = msgspec.field(name="acc_trade_volume_24h")
-    value_24h: float = msgspec.field(name="acc_trade_price_24h")
-    timestamp: int
+    ask_bid: str | None = None
     trade_volume: float | None = None
     acc_trade_volume: float | None = None
-    acc_trade_price: float | None = None
     trade_date: str | None = None
     trade_time: str | None = None
     trade_timestamp: int | None = None
-    trade_date_kst: str | None = None
-    trade_time_kst: str | None = None
-    ask_bid: str | None = None
     acc_ask_volume: float | None = None
     acc_bid_volume: float | None = None
     highest_52_week_price: float | None = None
     highest_52_week_date: str | None = None
     lowest_52_week_price: float | None = None
     lowest_52_week_date: str | None = None
-    market_state: str | None = None
-    delisting_date: Any = None
-    is_trading_suspended: bool | None = None
-    market_warning: str | None = None
     trade_status: str | None = None
+    market_state: str | None = None
     market_state_for_ios: str | None = None
+    is_trading_suspended: bool | None = None
+    delisting_date: Any = None
+    market_warning: str | None = None
+    timestamp: int
+    value_24h: float = msgspec.field(name="acc_trade_price_24h")
+    volume_24h: float = msgspec.field(name="acc_trade_volume_24h")
+    trade_date_kst: str | None = None
+    trade_time_kst: str | None = None
     stream_type: str | None = None
     source: str = "websocket"
 
@@ -212,18 +213,19 @@ class Trade(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="type
     converted to this form. ``sequential_id`` is unique per trade but not an ordering key.
     """
 
+    # Declared in Upbit's DEFAULT key order (see Ticker).
     symbol: str = msgspec.field(name="code")
+    frame_timestamp: int | None = msgspec.field(default=None, name="timestamp")
+    trade_date: str | None = None
+    trade_time: str | None = None
+    timestamp: int = msgspec.field(name="trade_timestamp")
     price: float = msgspec.field(name="trade_price")
     volume: float = msgspec.field(name="trade_volume")
     ask_bid: str
-    timestamp: int = msgspec.field(name="trade_timestamp")
-    sequential_id: int
     prev_close: float | None = msgspec.field(default=None, name="prev_closing_price")
     change: str | None = None
     change_price: float | None = None
-    trade_date: str | None = None
-    trade_time: str | None = None
-    frame_timestamp: int | None = msgspec.field(default=None, name="timestamp")
+    sequential_id: int
     best_ask_price: float | None = None
     best_ask_size: float | None = None
     best_bid_price: float | None = None
