@@ -1,0 +1,1 @@
+"""Conformance of the Upbit simulator against captured Upbit payloads."""
