@@ -18,6 +18,8 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from rxmarket._cli_data import add_backfill, add_record, add_replay, add_verify
+
 __all__ = ["main"]
 
 _Adder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -91,7 +93,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         return 1
 
 
-_SUBCOMMANDS: tuple[_Adder, ...] = (_add_sim,)
+_SUBCOMMANDS: tuple[_Adder, ...] = (_add_sim, add_record, add_backfill, add_verify, add_replay)
 
 
 def build_parser() -> argparse.ArgumentParser:

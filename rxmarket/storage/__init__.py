@@ -32,6 +32,7 @@ scanning forward to the next record whose length and CRC check out (*corrupt*); 
 the same store and :func:`last_record` finds the newest record of a kind/symbol.
 """
 
+from rxmarket.storage._backfill import BackfillProgress, backfill
 from rxmarket.storage._checks import book_not_crossed, default_checks, positive_prices, within_range
 from rxmarket.storage._format import FORMAT_VERSION, MAGIC, Marker, Record, event_ms, kind_of
 from rxmarket.storage._parquet import export_parquet
@@ -51,6 +52,7 @@ from rxmarket.storage._writer import RecordingWriter
 __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
+    "BackfillProgress",
     "CandleGap",
     "Finding",
     "IntegrityReport",
@@ -59,6 +61,7 @@ __all__ = [
     "Record",
     "Recorder",
     "RecordingWriter",
+    "backfill",
     "book_not_crossed",
     "default_checks",
     "event_ms",
