@@ -1,6 +1,9 @@
 """The Upbit adapter.
 
-Sans-I/O parts (this package's public surface so far):
+Streaming: :class:`UpbitSource` (hot shared Observables per channel and market, reconnects, gap fill,
+status) and :mod:`~rxmarket.exchanges.upbit.history` (REST history with paging).
+
+Sans-I/O parts:
 
 * :mod:`~rxmarket.exchanges.upbit.protocol`: WebSocket frames and REST bodies -> models; subscribe
   frames; ``Remaining-Req``; HTTP errors -> typed errors.
@@ -12,7 +15,7 @@ Usage::
     ticker = protocol.decode_ws(frame)
 """
 
-from rxmarket.exchanges.upbit import endpoints, protocol
+from rxmarket.exchanges.upbit import endpoints, history, protocol
 from rxmarket.exchanges.upbit.endpoints import REST_URL, WS_URL, RestRequest
 from rxmarket.exchanges.upbit.protocol import (
     DEFAULT_CONFIG,
@@ -34,6 +37,7 @@ from rxmarket.exchanges.upbit.protocol import (
     error_from_response,
     parse_remaining_req,
 )
+from rxmarket.exchanges.upbit.source import SourceConfig, SourceStats, UpbitSource
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -44,10 +48,13 @@ __all__ = [
     "OrderbookInstrument",
     "RemainingReq",
     "RestRequest",
+    "SourceConfig",
+    "SourceStats",
     "Subscription",
     "SubscriptionInfo",
     "SubscriptionList",
     "UpbitProtocolConfig",
+    "UpbitSource",
     "WsMessage",
     "build_list_subscriptions",
     "build_subscribe",
@@ -57,6 +64,7 @@ __all__ = [
     "decoder_for",
     "endpoints",
     "error_from_response",
+    "history",
     "parse_remaining_req",
     "protocol",
 ]
