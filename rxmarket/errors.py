@@ -12,7 +12,8 @@ branches, so ``retry_if`` predicates and ``except`` clauses can tell them apart:
     │   ├── RateLimited               429 / "too many requests" (.retry_after, s)
     │   ├── Banned                    418: blocked until .until (epoch s)
     │   ├── ServerError               5xx
-    │   └── TransportError            connect/read failure, timeout, dropped socket
+    │   └── TransportError            connect/read failure, timeout, dropped socket, refused
+    │       │                         WebSocket upgrade (.status, .headers)
     │       └── GaveUp                too many failures in a window; terminal
     ├── CircuitOpen                   a breaker is open (.retry_at, epoch s or scheduler time)
     ├── ValidationError               an item failed a check (.reason, .item)
@@ -25,6 +26,8 @@ Every message says what was received and what was expected, so a person can act 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
 ]
 
 _EXCERPT = 120
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 def excerpt(data: bytes | str | memoryview | Any, limit: int = _EXCERPT) -> str:
@@ -145,7 +149,36 @@ class ServerError(ExchangeError):
 
 
 class TransportError(ExchangeError):
-    """Connecting, reading or writing failed: refused, reset, timed out, dropped."""
+    """Connecting, reading or writing failed: refused, reset, timed out, dropped.
+
+    A WebSocket upgrade the server answered with an HTTP status instead of ``101 Switching Protocols``
+    carries that answer, so the layer above can tell "come back later" (429), "blocked" (418) and "down"
+    (5xx) apart without knowing which WebSocket library was used.
+
+    Args:
+        message: what failed, for people.
+        status: the HTTP status of a refused WebSocket upgrade.
+        headers: the headers of that answer.
+
+    Attributes:
+        status: the HTTP status of a refused WebSocket upgrade (e.g. 429, 418, 503); ``None`` for every
+            other failure (refused TCP connection, timeout, dropped link ...).
+        headers: the headers of that answer (case-insensitive lookups, e.g. ``Retry-After``,
+            ``Remaining-Req``); empty when ``status`` is ``None``.
+    """
+
+    status: int | None = None
+    headers: Mapping[str, str] = _NO_HEADERS
+
+    def __init__(
+        self, message: str = "", *, status: int | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        # Set on the instance only when given: subclasses (GaveUp) keep the class defaults.
+        if status is not None:
+            self.status = status
+        if headers is not None:
+            self.headers = headers
 
 
 class GaveUp(TransportError):

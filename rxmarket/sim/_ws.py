@@ -369,10 +369,14 @@ class Connection:
             self._status_tick()
 
     def _status_tick(self) -> None:
-        if not self.ctx.faults.silenced:
-            self.ctx.counters.status_frames += 1
+        ctx = self.ctx
+        if not ctx.faults.silenced:
+            ctx.counters.status_frames += 1
             self.send_control(status_frame())
-        self._status = self._loop.call_later(self.ctx.options.status_interval, self._status_tick)
+            # A counter moved: waiters on ``sim.wait_for`` (e.g. on ``status_frames``) must look again.
+            if ctx.notify_pending():
+                ctx.notify()
+        self._status = self._loop.call_later(ctx.options.status_interval, self._status_tick)
 
     def _spawn(self, coro: Any) -> None:
         task = self._loop.create_task(coro)

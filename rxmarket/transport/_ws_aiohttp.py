@@ -1,8 +1,9 @@
 """The WebSocket client on aiohttp (``ClientSession.ws_connect``): the default implementation.
 
 Every aiohttp error becomes a :class:`~rxmarket.errors.TransportError` here (``raise ... from exc``), so the
-layers above see one error type whichever library moves the bytes. Frames come back as aiohttp hands
-them over: ``bytes`` for binary frames (Upbit sends only those), ``str`` for text frames.
+layers above see one error type whichever library moves the bytes; a refused upgrade carries its HTTP
+``status`` and ``headers`` on it. Frames come back as aiohttp hands them over: ``bytes`` for binary frames
+(Upbit sends only those), ``str`` for text frames.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ class AiohttpWsClient:
             The open connection.
 
         Raises:
-            TransportError: refused, reset, timed out, or an upgrade answered with another status.
+            TransportError: refused, reset, timed out, or an upgrade answered with another status (then
+                with that ``status`` and the answer's ``headers``).
             ConfigError: a URL that cannot be a WebSocket URL.
         """
         session = self._get_session()
@@ -174,8 +176,13 @@ class AiohttpWsClient:
         except TimeoutError as exc:
             raise TransportError(f"no WebSocket connection to {url} within {open_timeout}s") from exc
         except aiohttp.WSServerHandshakeError as exc:
+            # A status other than 101 is the server refusing (429, 418, 5xx ...): carry it and its headers.
+            # A 101 with a broken handshake (bad Upgrade/Accept header) is a protocol failure, not a refusal.
+            refused = exc.status != 101
             raise TransportError(
-                f"{url} did not accept the WebSocket upgrade: HTTP {exc.status} {exc.message}"
+                f"{url} did not accept the WebSocket upgrade: HTTP {exc.status} {exc.message}",
+                status=exc.status if refused else None,
+                headers=exc.headers if refused and exc.headers is not None else None,
             ) from exc
         except aiohttp.InvalidURL as exc:
             raise ConfigError(f"not a WebSocket URL: {url!r}") from exc

@@ -1,7 +1,8 @@
 """The WebSocket client on the ``websockets`` library (its asyncio implementation).
 
 An alternative to the aiohttp client with the same behaviour; both pass the same test suite. Every
-``websockets`` error becomes a :class:`~rxmarket.errors.TransportError` here (``raise ... from exc``).
+``websockets`` error becomes a :class:`~rxmarket.errors.TransportError` here (``raise ... from exc``); a
+refused upgrade carries its HTTP ``status`` and ``headers`` on it.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ class WebsocketsWsClient:
         A pong missing for half of ``ping_interval`` drops the link, as with aiohttp's heartbeat.
 
         Raises:
-            TransportError: refused, reset, timed out, or an upgrade answered with another status.
+            TransportError: refused, reset, timed out, or an upgrade answered with another status (then
+                with that ``status`` and the answer's ``headers``).
             ConfigError: a URL that cannot be a WebSocket URL.
         """
         try:
@@ -131,8 +133,14 @@ class WebsocketsWsClient:
         except InvalidURI as exc:
             raise ConfigError(f"not a WebSocket URL: {url!r} ({exc})") from exc
         except InvalidStatus as exc:
-            status = exc.response.status_code
-            raise TransportError(f"{url} did not accept the WebSocket upgrade: HTTP {status}") from exc
+            # InvalidStatus is raised for any status but 101: the server refused (429, 418, 5xx ...).
+            response = exc.response
+            status = response.status_code
+            raise TransportError(
+                f"{url} did not accept the WebSocket upgrade: HTTP {status} {response.reason_phrase}",
+                status=status,
+                headers=response.headers,
+            ) from exc
         except TimeoutError as exc:
             raise TransportError(f"no WebSocket connection to {url} within {open_timeout}s") from exc
         except (WebSocketException, OSError) as exc:

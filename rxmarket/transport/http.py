@@ -10,9 +10,12 @@ callbacks:
   for the request's group (Upbit: ``sec=`` of ``Remaining-Req``), fed to the limiter.
 
 Pacing: before each request the client books a slot of the request's group in a
-:class:`~rxmarket.policy.ratelimit.RateLimiter` and sleeps until then (with the injectable ``sleep``). A
-:class:`~rxmarket.errors.RateLimited` answer holds the group back for its ``retry_after``; a
-:class:`~rxmarket.errors.Banned` answer holds every group back for the ban's length.
+:class:`~rxmarket.policy.ratelimit.RateLimiter` and sleeps until then (with the injectable ``sleep``). The
+server counts a request when it arrives, the client when it sends, so the limiter spaces windows by a
+small ``margin`` and, when the server says nothing is left (``remaining == 0``), holds the group back
+until that server window has surely passed. A :class:`~rxmarket.errors.RateLimited` answer holds the
+group back for its ``retry_after``; a :class:`~rxmarket.errors.Banned` answer holds every group back for
+the ban's length.
 
 Errors: refused or reset connections and timeouts become :class:`~rxmarket.errors.TransportError`
 (``raise ... from exc``); nothing from aiohttp leaks out.
@@ -100,7 +103,7 @@ class HttpClient:
         base_url: prefixed to every path (e.g. ``"https://api.upbit.com/v1"``).
         timeout: seconds for a whole request, and for each read.
         connect_timeout: seconds to establish a connection.
-        limiter: the per-group rate limiter (default: 10 requests per second per group).
+        limiter: the per-group rate limiter (default: 10 requests per second per group, 50 ms margin).
         error_mapper: turns an answer into an error to raise (default :func:`status_error`; ``None``
             returns every answer as it is).
         remaining: reads the server's remaining-requests count from the headers, or ``None``.
@@ -181,6 +184,7 @@ class HttpClient:
         """
         session = self._get_session()
         await self._pace(group)
+        sent = self._now()
         url = self.url_for(path)
         try:
             async with session.get(url, params=params) as resp:
@@ -192,26 +196,28 @@ class HttpClient:
             raise ConfigError(f"GET {url}: query parameters must be str, int or float: {exc}") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportError(f"GET {url} failed: {exc!r}") from exc
-        self._after(group, response)
+        self._after(group, response, sent)
         return response
 
     async def _pace(self, group: str) -> None:
         wait = self.limiter.acquire(group, self._now())
         if wait > 0:
             await self._sleep(wait)
-            # A penalty (429) may have arrived for the group while this request slept on its slot.
-            extra = self.limiter.blocked_for(group, self._now())
-            if extra > 0:
+            # A hold (a 429, or a full server window) may have come for the group while this request
+            # slept on its slot, and another while it waited that one out.
+            while (extra := self.limiter.blocked_for(group, self._now())) > 0:
                 await self._sleep(extra)
 
-    def _after(self, group: str, response: HttpResponse) -> None:
+    def _after(self, group: str, response: HttpResponse, sent: float) -> None:
+        mapper = self._error_mapper
+        error = mapper(response.status, response.body, response.headers) if mapper is not None else None
         if self._remaining is not None:
             left = self._remaining(response.headers)
             if left is not None:
-                self.limiter.observe(group, left, self._now())
-        if self._error_mapper is None:
-            return
-        error = self._error_mapper(response.status, response.body, response.headers)
+                # A refused request does not count in the server's window: only counted ones say when
+                # the window's requests arrived.
+                counted = not isinstance(error, RateLimited | Banned)
+                self.limiter.observe(group, left, self._now(), sent=sent if counted else None)
         if error is None:
             return
         if isinstance(error, RateLimited):

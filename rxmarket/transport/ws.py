@@ -25,6 +25,10 @@ re-subscriptions run in one helper task per live link, woken only when there is 
 Time: failure windows, healthy spells, downtime and message pacing read ``clock`` (default: the loop's
 clock); backoff and pacing waits go through ``sleep`` (default :func:`asyncio.sleep`), so a test can run
 the reconnect sequence on a fake clock. Idle timeouts and keep-alives use the loop's own timers.
+
+Pacing: messages are paced per *link* (the server counts them per connection, so each new link starts
+with an empty window); connection attempts are paced by an optional limiter shared across links and
+connections (the server counts those per IP).
 """
 
 from __future__ import annotations
@@ -196,9 +200,11 @@ class ReconnectingWebSocket:
         max_failures: failures (refused attempts and dropped links) within ``window`` seconds that make
             the connection give up.
         window: the failure-counting window in seconds.
-        message_limits: ``(count, period)`` limits on messages sent by this connection.
+        message_limits: ``(count, period)`` limits on messages sent on each link. Every new link starts
+            with an empty window: the server counts messages per connection, and a reconnect is a new one.
         connect_limiter: a limiter shared by several connections to pace connection attempts (Upbit:
-            5 connects per second per IP), or ``None``.
+            5 connects per second per IP), or ``None``. Unlike the message window, it persists across
+            reconnects: the server counts connects per IP.
         open_timeout: seconds allowed for one connection attempt.
         close_timeout: seconds a close waits for the peer's close frame before dropping the socket.
         sleep: awaited for backoff and pacing waits (inject a fake to run sequences without waiting).
@@ -542,6 +548,9 @@ class ReconnectingWebSocket:
             open_timeout=self._open_timeout,
             close_timeout=self._close_timeout,
         )
+        # A new link is a new connection for the server, whose message count starts at zero: keeping the
+        # old window would make the resubscription after many quick reconnects wait for nothing.
+        self._msg_limiter.reset()
         try:
             self._last_rx = self._loop.time()
             self._resub_pending = False  # the frame built now covers every change so far

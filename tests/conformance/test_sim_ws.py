@@ -208,6 +208,17 @@ async def test_text_ping_gets_status_up_repeatedly(http: Http) -> None:
     assert frames == [fixture("ws_status_up.json")] * 2
 
 
+async def test_status_frames_wake_the_simulators_waiters(http: Http) -> None:
+    """Each {"status":"UP"} keep-alive tick moves status_frames and wakes sim.wait_for, like other frames."""
+    quick = UpbitSimulator(markets=2, rate=0, options=fast_options(status_interval=0.05))
+    async with quick, http.ws_connect(quick.ws_url) as ws:
+        await ws.send_str("PING")
+        async with asyncio.timeout(5):  # the fault: waiting forever, as the market itself is quiet (rate=0)
+            await quick.wait_for(lambda: quick.stats.status_frames >= 3)
+        frames = await receive_many(ws, 3)
+    assert frames == [fixture("ws_status_up.json")] * 3
+
+
 async def test_protocol_ping_gets_a_pong(sim: Sim) -> None:
     """An RFC 6455 ping from a websockets client is answered with a pong."""
     async with websockets.connect(sim.ws_url) as ws:

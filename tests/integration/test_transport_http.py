@@ -52,8 +52,9 @@ async def test_get_returns_status_headers_and_body(
 
 
 async def test_requests_are_paced_per_group(http_server: ScriptedHttpServer, fake_time: FakeTime) -> None:
-    """Two requests per second per group: the 3rd and 5th wait exactly one second; another group does not."""
-    async with client_for(http_server, fake_time, limiter=RateLimiter(default=(2, 1.0))) as http:
+    """Two requests per second per group (no margin): the 3rd and 5th wait exactly one second; another
+    group does not."""
+    async with client_for(http_server, fake_time, limiter=RateLimiter(default=(2, 1.0), margin=0.0)) as http:
         for _ in range(5):
             await http.get("/ticker", group="ticker")
         assert fake_time.sleeps == [1.0, 1.0]
@@ -65,7 +66,8 @@ async def test_requests_are_paced_per_group(http_server: ScriptedHttpServer, fak
 async def test_remaining_count_from_headers_paces_the_next_request(
     http_server: ScriptedHttpServer, fake_time: FakeTime
 ) -> None:
-    """A caller-given reader of the server's remaining count (0 left) makes the next request wait."""
+    """A caller-given reader of the server's remaining count (0 left) makes the next request wait a full
+    period plus the margin from the answer."""
     http_server.answer_always(headers={"X-Left": "0"})
 
     def remaining(headers: Mapping[str, str]) -> int | None:
@@ -76,7 +78,7 @@ async def test_remaining_count_from_headers_paces_the_next_request(
         await http.get("/ticker", group="ticker")
         assert fake_time.sleeps == []
         await http.get("/ticker", group="ticker")
-        assert fake_time.sleeps == [1.0]  # the window of 10 filled by the server's count, at t=0
+        assert fake_time.sleeps == [pytest.approx(1.05)]  # the server's window is full as of the answer
 
 
 async def test_caller_error_mapper_decides_and_the_client_raises(

@@ -14,6 +14,7 @@ import pytest
 
 from rxmarket.errors import ConfigError, GaveUp, TransportError
 from rxmarket.policy.backoff import BackoffPolicy
+from rxmarket.policy.ratelimit import SlidingWindowLimiter
 from rxmarket.transport import AiohttpWsClient, ReconnectingWebSocket, WsClient
 
 if TYPE_CHECKING:
@@ -352,6 +353,40 @@ async def test_send_is_paced_and_needs_a_live_link(
         peer = ws_server.peers[0]
         assert await ws_server.wait_received(peer, 3) == [SUBSCRIBE, "one", "two"]
         assert fake_time.sleeps == [1.0]  # subscription + one = 2 in the first second; "two" waited
+
+
+async def test_each_new_link_starts_a_fresh_message_window(
+    ws_server: ScriptedWsServer, ws_client: WsClient, ws_recorder: Recorder, fake_time: FakeTime
+) -> None:
+    """105 links in a row, each dropped right after its subscription, on Upbit's limits (5/s, 100/min per
+    connection): every subscription goes out at once; the only waits are the immediate-retry backoffs."""
+    links = 105  # past both the 5-per-second and the 100-per-minute window of one connection
+    ws_server.script = sender(then_drop=True)
+    rws = make(ws_server.url, ws_client, ws_recorder, fake_time, healthy_after=0.0)
+    async with rws:
+        await ws_server.wait_for(
+            lambda: len(ws_server.peers) >= links and all(p.received for p in ws_server.peers[:links])
+        )
+        assert [peer.received for peer in ws_server.peers[:links]] == [[SUBSCRIBE]] * links
+        sleeps = list(fake_time.sleeps)
+    assert len(sleeps) >= links - 1
+    assert set(sleeps) == {0.0}  # no pacing wait was ever requested
+    assert fake_time.now == 1000.0  # hence the fake clock never moved
+
+
+async def test_the_connect_limiter_still_paces_across_reconnects(
+    ws_server: ScriptedWsServer, ws_client: WsClient, ws_recorder: Recorder, fake_time: FakeTime
+) -> None:
+    """A shared connect limiter (2 per second here) keeps counting over reconnects, unlike the message
+    window: every second link waits for the next second; the drops retry at once."""
+    ws_server.script = sender(then_drop=True)
+    limiter = SlidingWindowLimiter([(2, 1.0)])
+    rws = make(ws_server.url, ws_client, ws_recorder, fake_time, healthy_after=0.0, connect_limiter=limiter)
+    async with rws:
+        await ws_server.wait_for(lambda: len(ws_server.peers) >= 7)
+        sleeps = fake_time.sleeps[:9]
+    # link 1 and 2 at t=0; link 3 waits 1 s; link 4 at t=1; link 5 waits 1 s ... (0.0: a drop's backoff)
+    assert sleeps == [0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0]
 
 
 async def test_nothing_subscribed_sends_nothing(

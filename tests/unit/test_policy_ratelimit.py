@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rxmarket.errors import ConfigError
-from rxmarket.policy.ratelimit import RateLimiter, SlidingWindowLimiter
+from rxmarket.policy.ratelimit import DEFAULT_MARGIN, RateLimiter, SlidingWindowLimiter
 
 # -- SlidingWindowLimiter -------------------------------------------------------------------------
 
@@ -75,6 +75,14 @@ def test_sliding_window_never_exceeds_any_limit(limits: list[tuple[int, float]],
             assert slots[i + count] - slots[i] >= period - 1e-9
 
 
+def test_sliding_window_reset_forgets_every_slot() -> None:
+    """After reset(), the full count is free again at once (a new connection starts a new count)."""
+    limiter = SlidingWindowLimiter([(2, 1.0), (3, 60.0)])
+    assert [limiter.acquire(0.0) for _ in range(4)] == [0.0, 0.0, 1.0, 60.0]
+    limiter.reset()
+    assert [limiter.acquire(0.0) for _ in range(3)] == [0.0, 0.0, 1.0]
+
+
 @pytest.mark.parametrize(
     "bad", [[], [(0, 1.0)], [(1, 0.0)], [(1, -1.0)], [(True, 1.0)], [(1.5, 1.0)], [(1,)]]
 )
@@ -89,30 +97,97 @@ def test_sliding_window_rejects_malformed_limits(bad: list[tuple[int, float]]) -
 
 def test_groups_are_paced_independently() -> None:
     """Each group has its own window: a busy "ticker" group does not slow "candles"."""
-    limiter = RateLimiter(default=(2, 1.0))
+    limiter = RateLimiter(default=(2, 1.0), margin=0.0)
     assert [limiter.acquire("ticker", 0.0) for _ in range(3)] == [0.0, 0.0, 1.0]
     assert limiter.acquire("candles", 0.0) == 0.0
 
 
 def test_group_override_applies_to_that_group_only() -> None:
     """A per-group limit (Upbit's "origin": 1 per 10 s) replaces the default for that group."""
-    limiter = RateLimiter(default=(10, 1.0), limits={"origin": (1, 10.0)})
+    limiter = RateLimiter(default=(10, 1.0), limits={"origin": (1, 10.0)}, margin=0.0)
     assert [limiter.acquire("origin", 0.0) for _ in range(2)] == [0.0, 10.0]
     assert [limiter.acquire("ticker", 0.0) for _ in range(2)] == [0.0, 0.0]
 
 
-def test_observe_zero_remaining_fills_the_window() -> None:
-    """The server says nothing is left: the next request waits until our oldest one leaves the window."""
+def test_the_margin_widens_every_window_by_default() -> None:
+    """By default each window is 50 ms longer than the limit's period: 2 per 1.05 s, not 2 per 1 s."""
+    limiter = RateLimiter(default=(2, 1.0))
+    assert limiter.margin == DEFAULT_MARGIN == 0.05
+    waits = [limiter.acquire("ticker", 0.0) for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.0, 1.05, 1.05, 2.1])
+
+
+@pytest.mark.parametrize("bad", [-0.01, float("nan"), True, "0.05"])
+def test_a_bad_margin_is_a_config_error(bad: object) -> None:
+    """A negative, NaN or non-numeric margin fails at construction, naming the option."""
+    with pytest.raises(ConfigError, match="margin"):
+        RateLimiter(margin=bad)  # type: ignore[arg-type]
+
+
+@given(
+    gaps=st.lists(st.sampled_from([0.0, 0.0, 0.0, 0.01, 0.1, 0.3, 1.0]), min_size=1, max_size=60),
+    delays=st.lists(st.floats(0.0, 0.049), min_size=60, max_size=60),
+    count=st.integers(1, 5),
+)
+def test_arrival_jitter_below_the_margin_never_fills_a_server_window(
+    gaps: list[float], delays: list[float], count: int
+) -> None:
+    """A server counting arrivals in a sliding 1 s window never sees count + 1 in one window when each
+    request takes 0 to 49 ms to arrive (less than the 50 ms margin), whatever the call pattern."""
+    limiter = RateLimiter(default=(count, 1.0))
+    now = 0.0
+    arrivals: list[float] = []
+    for gap, delay in zip(gaps, delays, strict=False):
+        now += gap
+        arrivals.append(now + limiter.acquire("ticker", now) + delay)
+    arrivals.sort()
+    for i in range(len(arrivals) - count):
+        assert arrivals[i + count] - arrivals[i] > 1.0
+
+
+def test_observe_zero_remaining_holds_the_group_a_period_from_the_answer() -> None:
+    """The server says nothing is left and we know no send times: the request that got the answer
+    arrived by now at the latest, so nothing goes out before now + period + margin."""
     limiter = RateLimiter(default=(10, 1.0))
     assert limiter.acquire("ticker", 0.0) == 0.0
-    limiter.observe("ticker", 0, 0.2)  # 9 foreign requests booked at 0.2
-    assert limiter.acquire("ticker", 0.2) == pytest.approx(0.8)  # our request at 0.0 leaves at 1.0
-    assert limiter.acquire("ticker", 0.2) == pytest.approx(1.0)  # then the foreign ones at 0.2 leave
+    limiter.observe("ticker", 0, 0.2)
+    assert limiter.blocked_for("ticker", 0.2) == pytest.approx(1.05)
+    assert limiter.acquire("ticker", 0.2) == pytest.approx(1.05)
+
+
+def test_observe_zero_remaining_holds_from_the_oldest_counted_answer() -> None:
+    """Sequential requests sent at 0.0, 0.1, 0.2, answered 50 ms later, the third with nothing left: the
+    first one arrived by 0.05, so the group opens at 0.05 + 1 s + margin (not a period after 0.25)."""
+    limiter = RateLimiter(default=(3, 1.0))
+    for sent, left in ((0.0, 2), (0.1, 1), (0.2, 0)):
+        assert limiter.acquire("ticker", sent) == 0.0
+        limiter.observe("ticker", left, sent + 0.05, sent=sent)
+    assert limiter.acquire("ticker", 0.25) == pytest.approx(1.10 - 0.25)
+
+
+def test_observe_zero_remaining_ignores_answers_sent_over_a_period_ago() -> None:
+    """An answer to a request sent more than a period ago may be out of the server's window: it cannot
+    tell when the window's oldest request arrived, so the hold counts from now."""
+    limiter = RateLimiter(default=(3, 1.0))
+    limiter.acquire("ticker", 0.0)
+    limiter.observe("ticker", 2, 0.05, sent=0.0)
+    limiter.acquire("ticker", 2.0)
+    limiter.observe("ticker", 0, 2.05, sent=2.0)
+    assert limiter.blocked_for("ticker", 2.05) == pytest.approx(1.05)
+
+
+def test_observe_with_room_left_holds_nothing() -> None:
+    """Answers that leave room hold nothing back: only our own window paces."""
+    limiter = RateLimiter(default=(3, 1.0))
+    limiter.acquire("ticker", 0.0)
+    limiter.observe("ticker", 2, 0.05, sent=0.0)
+    assert limiter.blocked_for("ticker", 0.05) == 0.0
+    assert limiter.acquire("ticker", 0.05) == 0.0
 
 
 def test_observe_counts_requests_we_did_not_make() -> None:
     """Server says 7 left of 10 after our 1 request: 2 foreign requests are booked at that moment."""
-    limiter = RateLimiter(default=(10, 1.0))
+    limiter = RateLimiter(default=(10, 1.0), margin=0.0)
     limiter.acquire("ticker", 0.0)
     limiter.observe("ticker", 7, 0.0)
     waits = [limiter.acquire("ticker", 0.0) for _ in range(8)]
@@ -121,7 +196,7 @@ def test_observe_counts_requests_we_did_not_make() -> None:
 
 def test_observe_never_loosens_our_own_limit() -> None:
     """A server that reports more room than our limit does not let us exceed the limit."""
-    limiter = RateLimiter(default=(2, 1.0))
+    limiter = RateLimiter(default=(2, 1.0), margin=0.0)
     limiter.observe("ticker", 50, 0.0)
     assert [limiter.acquire("ticker", 0.0) for _ in range(3)] == [0.0, 0.0, 1.0]
 

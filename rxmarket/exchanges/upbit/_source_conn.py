@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from rxmarket.errors import TransportError
 from rxmarket.exchanges.upbit._source_config import SourceConfig
 from rxmarket.exchanges.upbit._source_registry import Stream
 from rxmarket.exchanges.upbit.protocol import Frame, Subscription, build_subscribe
@@ -198,20 +199,9 @@ class Connection:
 
 
 def handshake_status(error: BaseException | None) -> int | None:
-    """The HTTP status of a refused WebSocket upgrade, found on the library error behind ours.
+    """The HTTP status of a refused WebSocket upgrade (429, 418, 5xx ...), or ``None`` for any other failure.
 
-    ``TransportError`` carries the library's exception as ``__cause__``: aiohttp's handshake error has
-    ``.status``, websockets' ``InvalidStatus`` has ``.response.status_code``. Both are read by duck typing
-    so this layer imports neither library.
+    The transport sets :attr:`~rxmarket.errors.TransportError.status` at its seam, whichever WebSocket
+    library made the connection.
     """
-    depth = 0
-    while error is not None and depth < 4:
-        status = getattr(error, "status", None)
-        if isinstance(status, int) and not isinstance(status, bool) and 100 <= status < 600:
-            return status
-        code = getattr(getattr(error, "response", None), "status_code", None)
-        if isinstance(code, int) and not isinstance(code, bool):
-            return code
-        error = error.__cause__
-        depth += 1
-    return None
+    return error.status if isinstance(error, TransportError) else None
