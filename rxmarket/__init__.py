@@ -1,5 +1,17 @@
-"""rxmarket: live exchange market data (Upbit first) as ReactiveX streams of typed models."""
+"""rxmarket: live exchange market data (Upbit first) as ReactiveX streams of typed models.
 
+::
+
+    import rxmarket
+    from rxmarket import ops
+
+    async with rxmarket.upbit() as market:
+        market.ticker(["KRW-BTC"]).subscribe(print)
+        print(await market.get_ticker("KRW-ETH"))
+"""
+
+from rxmarket import operators, ops
+from rxmarket.aio import from_async_iter, to_async_iter
 from rxmarket.errors import (
     Banned,
     BufferOverflow,
@@ -17,6 +29,7 @@ from rxmarket.errors import (
     TransportError,
     ValidationError,
 )
+from rxmarket.market import MarketConfig, MarketData, MarketStats, upbit
 from rxmarket.models import Candle, Market, Orderbook, OrderbookLevel, OrderbookUnit, Status, Ticker, Trade
 
 __version__ = "0.1.0"
@@ -31,6 +44,9 @@ __all__ = [
     "ExchangeRejected",
     "GaveUp",
     "Market",
+    "MarketConfig",
+    "MarketData",
+    "MarketStats",
     "NotFound",
     "Orderbook",
     "OrderbookLevel",
@@ -46,4 +62,9 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "__version__",
+    "from_async_iter",
+    "operators",
+    "ops",
+    "to_async_iter",
+    "upbit",
 ]
