@@ -23,7 +23,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Iterator
 from datetime import UTC, datetime
 from heapq import merge
 from operator import itemgetter
@@ -66,7 +66,6 @@ __all__ = [
     "cmd_record",
     "cmd_replay",
     "cmd_verify",
-    "main",
     "parse_time",
     "wire_frame",
 ]
@@ -741,38 +740,3 @@ async def _serve(options: ReplayOptions, host: str, port: int) -> int:
         print(f"replay server stopped after {server.connections} connection(s), {server.frames} frames",
               flush=True)
     return EXIT_OK  # pragma: no cover - only a signal ends serving
-
-
-# -- standalone ------------------------------------------------------------------------------------------
-
-SUBCOMMANDS: Final[tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...]] = (
-    add_record, add_backfill, add_verify, add_replay,
-)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one of the data commands alone (``python -m rxmarket._cli_data COMMAND ...``).
-
-    Returns:
-        The command's exit status; 2 on a usage error.
-    """
-    parser = argparse.ArgumentParser(prog="rxmarket", description="Record, backfill, verify and replay.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in SUBCOMMANDS:
-        add(sub)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
-    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return EXIT_USAGE
-    try:
-        return func(args)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,8 @@ function that runs it and returns the exit status; :func:`main` only dispatches.
 ``_add_`` function in ``_SUBCOMMANDS``.
 
 ``rxmarket sim --host 127.0.0.1 --port 8080 --markets 50 --seed 7`` runs the Upbit simulator until
-Ctrl-C or SIGTERM, after printing its URLs.
+Ctrl-C or SIGTERM, after printing its URLs. ``demo`` and ``stream`` live in ``_cli_live.py``; ``record``,
+``backfill``, ``verify`` and ``replay`` in ``_cli_data.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rxmarket._cli_data import add_backfill, add_record, add_replay, add_verify
+from rxmarket._cli_live import add_demo, add_stream
 
 __all__ = ["main"]
 
@@ -93,7 +95,15 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         return 1
 
 
-_SUBCOMMANDS: tuple[_Adder, ...] = (_add_sim, add_record, add_backfill, add_verify, add_replay)
+_SUBCOMMANDS: tuple[_Adder, ...] = (
+    _add_sim,
+    add_demo,
+    add_stream,
+    add_record,
+    add_backfill,
+    add_verify,
+    add_replay,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,8 @@
 """The data commands: ``record``, ``backfill``, ``verify`` and ``replay`` (print and ``--serve``).
 
-Commands that talk to the network run as a real process (``python -m rxmarket._cli_data``, the same
+Commands that talk to the network run as a real process (``python -m rxmarket.cli``, the same
 functions ``rxmarket`` dispatches to) against a simulator in this test's event loop; the others are called
-in-process through :func:`rxmarket._cli_data.main`.
+in-process through :func:`rxmarket.cli.main`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import aiohttp
 import msgspec
 import pytest
 
-from rxmarket._cli_data import ReplayOptions, ReplayServer, main, parse_time, wire_frame
+from rxmarket._cli_data import ReplayOptions, ReplayServer, parse_time, wire_frame
+from rxmarket.cli import main
 from rxmarket.errors import ConfigError
 from rxmarket.exchanges.upbit import history, protocol
 from rxmarket.exchanges.upbit.source import SourceConfig, UpbitSource
@@ -38,9 +39,9 @@ Model = Ticker | Trade | Orderbook | Candle
 
 
 async def run_cli(*args: str) -> tuple[int, str, str]:
-    """Run ``python -m rxmarket._cli_data ARGS`` to the end; its status, stdout and stderr."""
+    """Run ``python -m rxmarket.cli ARGS`` to the end; its status, stdout and stderr."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rxmarket._cli_data", *args,
+        sys.executable, "-m", "rxmarket.cli", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     async with asyncio.timeout(DEADLINE):
@@ -108,7 +109,7 @@ async def test_backfill_command_interrupted_then_rerun_ends_complete(
     args = ("backfill", "candles", "KRW-BTC", "--start", START_ISO, "--end", END_ISO, "--out",
             str(tmp_path / "cli"), "--rest-url", frozen.rest_url, "--page-size", "50", "--quiet")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rxmarket._cli_data", *args,
+        sys.executable, "-m", "rxmarket.cli", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     await frozen.wait_requests(3, group="candles")
@@ -337,7 +338,7 @@ async def test_replay_serve_feeds_an_upbit_client(tmp_path: Path) -> None:
     ]
     write_store(tmp_path, [*trades, *candles])
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rxmarket._cli_data", "replay", str(tmp_path), "--serve", "--port", "0",
+        sys.executable, "-m", "rxmarket.cli", "replay", str(tmp_path), "--serve", "--port", "0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
