@@ -325,7 +325,7 @@ def _rich_view(board: DemoBoard, stats: MarketStats) -> Any:
 
     table = Table(title=f"rxmarket demo: a simulated Upbit, {board.elapsed:4.1f}s", title_justify="left")
     table.add_column("market")
-    for name in ("price", "24h", "volume 24h"):
+    for name in ("price", "vs close", "volume 24h"):
         table.add_column(name, justify="right")
     table.add_column("via")
     for symbol in board.symbols:

@@ -61,6 +61,7 @@ from rxmarket.operators._merge_unify import MergeUnify
 from rxmarket.operators._validate import OnInvalid, Quarantine, Validate
 from rxmarket.policy.backoff import BackoffPolicy
 from rxmarket.policy.breaker import BreakerState, Transition
+from rxmarket.policy.keys import ticker_version
 from rxmarket.policy.retry import RetryEvent, is_retryable
 
 __all__ = [
@@ -460,17 +461,6 @@ def _retry(
         on_retry=count_retry,
         scheduler=scheduler,
     )
-
-
-def ticker_version(ticker: Ticker) -> tuple[int, int, float]:
-    """A ticker's version for unifying: ``(timestamp, trade_timestamp, acc_trade_volume)``.
-
-    ``timestamp`` alone (the natural version) is only milliseconds: a busy market sends several tickers
-    in one millisecond, and the later ones would be dropped as repeats, losing the newest price. Each trade
-    adds to the day's ``acc_trade_volume``, so it orders same-millisecond tickers; a true repeat (the same
-    ticker over REST and the WebSocket) is still equal and dropped.
-    """
-    return (ticker.timestamp, ticker.trade_timestamp or 0, ticker.acc_trade_volume or 0.0)
 
 
 def book_version() -> Callable[[Orderbook], tuple[int, int]]:

@@ -6,14 +6,18 @@ key) and *how new is it* (its version). The answers per model:
 ==============  ==============================  =====================================================
 model           natural key                     version (larger = newer)
 ==============  ==============================  =====================================================
-``Ticker``      ``symbol``                      ``timestamp``
+``Ticker``      ``symbol``                      ``(timestamp, trade_timestamp, acc_trade_volume)``
 ``Orderbook``   ``symbol``                      ``timestamp`` (Upbit sends whole books, no sequence)
 ``Trade``       ``(symbol, sequential_id)``     none needed (one id is one trade); ``(timestamp,
                                                 sequential_id)`` under a caller's coarser key
 ``Candle``      ``(symbol, unit, start)``       ``(timestamp or -1, volume, value)``
 ==============  ==============================  =====================================================
 
-Tickers and books are *states*: the newest one per market replaces the others. Trades are *events*: each
+Tickers and books are *states*: the newest one per market replaces the others. A ticker's ``timestamp`` is
+only milliseconds and a busy market sends several tickers in one millisecond; every trade adds to the day's
+``acc_trade_volume``, so it orders those, while a true repeat (one ticker over REST and the WebSocket) stays
+equal. Books carry no such counter: two different books of one millisecond compare equal (see
+``rxmarket.pipelines.book_version`` for an arrival-ordered alternative). Trades are *events*: each
 ``sequential_id`` is its own key (Upbit: "unique per trade, not an ordering key"), so a trade that two
 channels both deliver is one trade, and trades that arrive out of order (a REST page is newest first) are
 all kept. A candle is a state per ``(symbol, unit, start)``: Upbit resends an open candle as it changes; the
@@ -51,6 +55,7 @@ __all__ = [
     "natural_version",
     "no_natural_error",
     "reference_price",
+    "ticker_version",
 ]
 
 KeyFn = Callable[[Any], Hashable]
@@ -63,6 +68,15 @@ def _candle_version(candle: Candle) -> tuple[int, float, float]:
     return (-1 if ts is None else ts, candle.volume, candle.value)
 
 
+def ticker_version(ticker: Ticker) -> tuple[int, int, float]:
+    """A ticker's version: frame time, then last trade time and the day's volume (it only grows)."""
+    return (ticker.timestamp, ticker.trade_timestamp or 0, ticker.acc_trade_volume or 0.0)
+
+
+def _ticker_key_and_version(ticker: Ticker) -> tuple[str, tuple[int, int, float]]:
+    return ticker.symbol, (ticker.timestamp, ticker.trade_timestamp or 0, ticker.acc_trade_volume or 0.0)
+
+
 # attrgetter builds keys and versions in C: no Python frame per item on the hot path.
 NATURAL_KEYS: Final[Mapping[type, KeyFn]] = {
     Ticker: attrgetter("symbol"),
@@ -73,7 +87,7 @@ NATURAL_KEYS: Final[Mapping[type, KeyFn]] = {
 """The natural key function of each model type."""
 
 NATURAL_VERSIONS: Final[Mapping[type, VersionFn]] = {
-    Ticker: attrgetter("timestamp"),
+    Ticker: ticker_version,
     Orderbook: attrgetter("timestamp"),
     Trade: attrgetter("timestamp", "sequential_id"),
     Candle: _candle_version,
@@ -86,7 +100,7 @@ def _candle_key_and_version(candle: Candle) -> tuple[tuple[str, str, int], tuple
 
 
 NATURAL_PAIRS: Final[Mapping[type, tuple[Callable[[Any], Any], bool]]] = {
-    Ticker: (attrgetter("symbol", "timestamp"), True),
+    Ticker: (_ticker_key_and_version, True),
     Orderbook: (attrgetter("symbol", "timestamp"), True),
     Trade: (attrgetter("symbol", "sequential_id"), False),
     Candle: (_candle_key_and_version, True),

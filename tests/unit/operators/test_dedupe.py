@@ -133,13 +133,23 @@ def test_store_refuses_unbounded_or_bad_bounds(max_keys: Any, ttl: Any) -> None:
 def test_natural_keys_and_versions() -> None:
     """Each model's natural key and version follow the table in rxmarket.policy.keys."""
     assert natural_key(ticker(5)) == "KRW-BTC"
-    assert natural_version(ticker(5)) == 5
+    assert natural_version(ticker(5)) == (5, 0, 0.0)
     assert natural_key(trade(7, ts=3)) == ("KRW-BTC", 7)
     assert natural_version(trade(7, ts=3)) == (3, 7)
     assert natural_key(candle(60_000, 61_000, 2.0)) == ("KRW-BTC", "1m", 60_000)
     assert natural_version(candle(60_000, None, 2.0)) == (-1, 2.0, 200.0)
     with pytest.raises(ConfigError, match="no natural key for dict"):
         natural_key({"id": 1})
+
+
+def test_two_tickers_of_one_millisecond_are_both_new() -> None:
+    """Several trades in one millisecond give several tickers: the later one (more day volume) passes."""
+    first = msgspec.structs.replace(ticker(5), acc_trade_volume=10.0, trade_timestamp=5)
+    second = msgspec.structs.replace(first, price=101.0, acc_trade_volume=10.5)
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(210, first), on_next(220, second), on_next(230, second))
+    results = scheduler.start(lambda: xs.pipe(ops.dedupe()))
+    assert results.messages == [on_next(210, first), on_next(220, second)]
 
 
 # ------------------------------------------------------------------------------------------- operator
