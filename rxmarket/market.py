@@ -34,19 +34,17 @@ source's sockets and HTTP session are closed, the cache is closed and a temporar
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-import re
 import shutil
 import tempfile
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import partial
 from operator import attrgetter
 from types import TracebackType
-from typing import Any, Final, Literal, TypeVar, get_args
+from typing import Any, TypeVar
 
 import diskcache
 import msgspec
@@ -55,27 +53,32 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 from reactivex.subject import Subject
 
+from rxmarket._market_config import (
+    CHANNELS,
+    Channel,
+    MarketConfig,
+    MarketStats,
+    check_channel,
+    check_depth,
+    check_markets,
+)
+from rxmarket._market_feed import CountedIterator, Feed, Health, Retired, as_cached
 from rxmarket.aio import OVERFLOW_POLICIES, BufferedAsyncIterator, Overflow
 from rxmarket.errors import ConfigError, NotFound, RxMarketError, TransportError
 from rxmarket.exchanges.upbit import endpoints
-from rxmarket.exchanges.upbit._source_config import DEFAULT_STALENESS
-from rxmarket.exchanges.upbit.endpoints import REST_URL, WS_URL
 from rxmarket.exchanges.upbit.history import get_rest, upbit_http_client
-from rxmarket.exchanges.upbit.protocol import ORDERBOOK_DEPTHS
-from rxmarket.exchanges.upbit.source import SourceConfig, SourceStats, UpbitSource
+from rxmarket.exchanges.upbit.source import SourceConfig, UpbitSource
 from rxmarket.models import CANDLE_UNITS, Candle, Orderbook, Status, Ticker, Trade
 from rxmarket.operators._cache_replay import CacheDegraded, CacheReplay, cache_replay, open_cache
-from rxmarket.operators._validate import OnInvalid, Quarantine, Rejected
+from rxmarket.operators._validate import Quarantine, Rejected
 from rxmarket.pipelines import (
     Pipeline,
-    PipelineStats,
     candle_pipeline,
     link_down,
     orderbook_pipeline,
     ticker_pipeline,
     trade_pipeline,
 )
-from rxmarket.policy.backoff import BackoffPolicy
 from rxmarket.policy.breaker import BreakerState, Transition
 from rxmarket.policy.checks import check_ticker
 from rxmarket.policy.ratelimit import RateLimiter
@@ -84,464 +87,7 @@ from rxmarket.policy.retry import RetryEvent
 __all__ = ["CHANNELS", "Channel", "MarketConfig", "MarketData", "MarketStats", "upbit"]
 
 T = TypeVar("T")
-
-Channel = Literal["auto", "rest", "websocket"]
-CHANNELS: Final[tuple[str, ...]] = get_args(Channel)
-_ON_INVALID: Final = get_args(OnInvalid)
-_MARKET = re.compile(r"[A-Z0-9]+-[A-Z0-9]+")
 _SYMBOL = attrgetter("symbol")
-
-
-def _default_backoff() -> BackoffPolicy:
-    return BackoffPolicy(initial=0.5, multiplier=2.0, max_delay=30.0, jitter=0.2, immediate_first=True)
-
-
-class MarketConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """Every setting of a :class:`MarketData`, checked when it is made (``ConfigError``).
-
-    ``rxmarket.upbit(**overrides)`` builds one from the defaults; ``rxmarket.upbit(config=cfg, grace=0)``
-    starts from ``cfg``.
-
-    Attributes:
-        rest_url: the REST base (Upbit's, or a simulator's ``rest_url``).
-        ws_url: the WebSocket endpoint.
-        transport: the WebSocket library, ``"aiohttp"`` (default: the faster one in
-            ``docs/benchmarks.md``) or ``"websockets"``.
-        open_timeout: seconds for one WebSocket connection attempt.
-        request_timeout: seconds for one REST request.
-        first_item_timeout: seconds ``get_ticker`` waits for the WebSocket when REST failed.
-        ping_interval: seconds between WebSocket pings (``None``: none).
-        idle_timeout: a WebSocket that receives nothing for this long is replaced (``None``: never).
-        backoff: delays between reconnect attempts and between retries (initial, multiplier, max_delay,
-            jitter).
-        max_failures: the give-up budget: failures within ``failure_window`` seconds after which a
-            connection gives up (``"websocket"`` chains then retry with ``backoff``; ``"auto"`` ones poll).
-        failure_window: see ``max_failures``.
-        grace: seconds an upstream subscription outlives its last subscriber.
-        staleness: seconds of silence, per channel, before a stream is reported stale (and, with
-            ``failover_on_stale``, an ``"auto"`` chain polls REST).
-        rest_rate: REST requests per second per rate-limit group (Upbit: 10).
-        max_connections: WebSocket connections at most (Upbit: 5).
-        poll_interval: seconds between REST polls (``channel="rest"``, and ``"auto"`` while the WebSocket
-            is down).
-        failover_threshold: consecutive "WebSocket down" signals that switch an ``"auto"`` chain to REST.
-        failover_retry: seconds on REST before an ``"auto"`` chain tries the WebSocket again.
-        failover_on_stale: count a stale stream as a "WebSocket down" signal.
-        rest_retries: retries of a failed ``get_ticker`` REST call (5xx, network, 429) before the
-            WebSocket is asked.
-        cache_dir: a directory for a persistent disk cache; ``None``: a temporary one, owned by the market
-            and removed when it closes.
-        cache_ttl: seconds a cached value is fresh (replays, and ``get_ticker`` for markets not streamed).
-        live_ttl: seconds a ticker of a market streamed live over a healthy WebSocket is served by
-            ``get_ticker`` from memory (Upbit sends a ticker on every change, so while the link is healthy
-            the last one is the current one); ``0`` turns that rule off.
-        cache_flush_interval: seconds the newest value per key is held before the cache is written
-            (``None``: write every item, ~40x the cost).
-        keep_warm: seconds a market asked for by ``get_ticker`` stays streamed after the last ask
-            (``None``: never stream for ``get_ticker``).
-        on_invalid: what validation does with a bad item: ``"drop"``, ``"error"`` or ``"correct"``.
-        iter_maxsize: buffer size of ``stream_ticker`` / ``stream_orderbook``.
-        ticker_overflow: their overflow policy for tickers: ``"drop_oldest"`` (default: a slow consumer
-            stays current and never fails; drops are counted).
-        orderbook_overflow: for books: ``"latest"`` (default: only the newest book per market waits).
-        source: a :class:`~rxmarket.exchanges.upbit.source.SourceConfig` to start the source's settings
-            from (for knobs not named here); the fields named here always win.
-    """
-
-    rest_url: str = REST_URL
-    ws_url: str = WS_URL
-    transport: Literal["aiohttp", "websockets"] = "aiohttp"
-    open_timeout: float = 10.0
-    request_timeout: float = 10.0
-    first_item_timeout: float = 5.0
-    ping_interval: float | None = 20.0
-    idle_timeout: float | None = 30.0
-    backoff: BackoffPolicy = msgspec.field(default_factory=_default_backoff)
-    max_failures: int = 10
-    failure_window: float = 300.0
-    grace: float = 2.0
-    staleness: dict[str, float | None] = msgspec.field(default_factory=lambda: dict(DEFAULT_STALENESS))
-    rest_rate: int = 10
-    max_connections: int = 5
-    poll_interval: float = 1.0
-    failover_threshold: int = 1
-    failover_retry: float = 5.0
-    failover_on_stale: bool = True
-    rest_retries: int = 1
-    cache_dir: str | None = None
-    cache_ttl: float = 1.0
-    live_ttl: float = 30.0
-    cache_flush_interval: float | None = 1.0
-    keep_warm: float | None = 60.0
-    on_invalid: OnInvalid = "drop"
-    iter_maxsize: int = 1024
-    ticker_overflow: Overflow = "drop_oldest"
-    orderbook_overflow: Overflow = "latest"
-    source: SourceConfig | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("open_timeout", "request_timeout", "first_item_timeout", "failure_window",
-                     "poll_interval", "failover_retry"):
-            _seconds(name, getattr(self, name))
-        for name in ("grace", "cache_ttl", "live_ttl"):
-            _seconds(name, getattr(self, name), zero=True)
-        for name in ("ping_interval", "idle_timeout", "cache_flush_interval", "keep_warm"):
-            value = getattr(self, name)
-            if value is not None:
-                _seconds(name, value)
-        for name in ("max_failures", "rest_rate", "failover_threshold", "iter_maxsize"):
-            _integer(name, getattr(self, name), 1)
-        _integer("rest_retries", self.rest_retries, 0)
-        if self.on_invalid not in _ON_INVALID:
-            raise ConfigError(f"on_invalid must be one of {', '.join(_ON_INVALID)}; got {self.on_invalid!r}")
-        for name in ("ticker_overflow", "orderbook_overflow"):
-            if getattr(self, name) not in OVERFLOW_POLICIES:
-                raise ConfigError(
-                    f"{name} must be one of {', '.join(OVERFLOW_POLICIES)}; got {getattr(self, name)!r}"
-                )
-        if self.cache_dir is not None and (not isinstance(self.cache_dir, str) or not self.cache_dir):
-            raise ConfigError(f"cache_dir must be a directory path or None, got {self.cache_dir!r}")
-        if not isinstance(self.failover_on_stale, bool):
-            raise ConfigError(f"failover_on_stale must be True or False, got {self.failover_on_stale!r}")
-        if self.source is not None and not isinstance(self.source, SourceConfig):
-            raise ConfigError(f"source must be a SourceConfig or None, got {type(self.source).__name__}")
-        self.source_config()  # the source's own checks (URLs, backoff, staleness, ...) run now, not later
-
-    def source_config(self) -> SourceConfig:
-        """The :class:`SourceConfig` these settings make (``source`` overlaid with the fields named here).
-
-        Raises:
-            ConfigError: a value the source refuses.
-        """
-        base = self.source if self.source is not None else SourceConfig()
-        try:
-            return msgspec.structs.replace(
-                base,
-                ws_url=self.ws_url,
-                rest_url=self.rest_url,
-                transport=self.transport,
-                open_timeout=self.open_timeout,
-                ping_interval=self.ping_interval,
-                idle_timeout=self.idle_timeout,
-                backoff=self.backoff,
-                max_failures=self.max_failures,
-                failure_window=self.failure_window,
-                grace=self.grace,
-                staleness=dict(self.staleness),
-                max_connections=self.max_connections,
-            )
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError(str(exc)) from exc
-
-
-def _seconds(name: str, value: object, *, zero: bool = False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not zero):  # type: ignore[operator]  # numeric, checked above
-        raise ConfigError(f"{name} must be a number of seconds {'>= 0' if zero else '> 0'}, got {value!r}")
-
-
-def _integer(name: str, value: object, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
-
-
-class MarketStats(msgspec.Struct, frozen=True, kw_only=True):
-    """Counters of a :class:`MarketData` since it was made (a snapshot: call ``stats()`` again for more).
-
-    Attributes:
-        messages: market-data items the source delivered (every channel, once per item).
-        reconnects: WebSocket links re-established after a drop.
-        disconnects: WebSocket links lost or connection attempts failed.
-        drops: items dropped by the overflow policies of ``stream_ticker`` / ``stream_orderbook``.
-        duplicates: repeats and out-of-date items removed (the source's trade ids, ``merge_unify``,
-            ``dedupe``).
-        rejected: items validation dropped (or ended a stream on).
-        corrected: items validation repaired (``on_invalid="correct"``).
-        quarantined: WebSocket frames that did not decode, and error frames.
-        cache_hits: ``get_ticker`` answers served from the cache.
-        cache_misses: ``get_ticker`` answers that needed REST or the WebSocket.
-        rest_answers: ``get_ticker`` answers from REST.
-        websocket_answers: ``get_ticker`` answers from the WebSocket (REST failed).
-        cache_writes: values written to the disk cache.
-        cache_errors: disk cache problems survived.
-        replayed: cached values replayed to new subscribers.
-        polls: REST poll requests made (``"rest"`` chains, and ``"auto"`` ones while the WebSocket is down).
-        poll_errors: poll requests that failed.
-        circuit_opens: times an ``"auto"`` chain switched from the WebSocket to REST.
-        retries: resubscriptions of ``"websocket"`` and trade chains after their connection gave up.
-        feeds: shared chains running now.
-        subscribers: subscriptions to them now.
-        callback_errors: exceptions raised by subscribers' own callbacks (reported, never fatal).
-        source: the source's own counters, in full.
-    """
-
-    messages: int
-    reconnects: int
-    disconnects: int
-    drops: int
-    duplicates: int
-    rejected: int
-    corrected: int
-    quarantined: int
-    cache_hits: int
-    cache_misses: int
-    rest_answers: int
-    websocket_answers: int
-    cache_writes: int
-    cache_errors: int
-    replayed: int
-    polls: int
-    poll_errors: int
-    circuit_opens: int
-    retries: int
-    feeds: int
-    subscribers: int
-    callback_errors: int
-    source: SourceStats
-
-
-# -- argument checks (at the call) -------------------------------------------------------------------------
-
-
-def _markets(markets: str | Iterable[str]) -> tuple[str, ...]:
-    """Normalised, de-duplicated codes: ``" krw-btc"`` -> ``"KRW-BTC"`` (Upbit takes upper case only)."""
-    if isinstance(markets, str):
-        markets = [markets]
-    try:
-        given = list(markets)
-    except TypeError:
-        raise ConfigError(f"markets must be a code or a list of codes like 'KRW-BTC': {markets!r}") from None
-    codes: dict[str, None] = {}
-    for market in given:
-        if not isinstance(market, str) or not _MARKET.fullmatch(market.strip().upper()):
-            raise ConfigError(f"market code {market!r} is not QUOTE-BASE, e.g. 'KRW-BTC'")
-        codes[market.strip().upper()] = None
-    if not codes:
-        raise ConfigError("at least one market code is needed, e.g. ['KRW-BTC']")
-    return tuple(codes)
-
-
-def _channel(channel: str) -> Channel:
-    if channel not in CHANNELS:
-        raise ConfigError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
-    return channel  # type: ignore[return-value]  # checked against the Literal's values just above
-
-
-def _depth(depth: int | None) -> int | None:
-    if depth is not None and (isinstance(depth, bool) or depth not in ORDERBOOK_DEPTHS):
-        raise ConfigError(f"orderbook depth {depth!r} is not served; expected {ORDERBOOK_DEPTHS} or None")
-    return depth
-
-
-def _as_cached(item: Any) -> Any:
-    return item if item.source == "cache" else msgspec.structs.replace(item, source="cache")
-
-
-# -- the shared chains -------------------------------------------------------------------------------------
-
-
-class _Feed:
-    """One assembled pipeline shared by every subscriber of the same (kind, markets, channel, depth).
-
-    The first subscriber builds and subscribes the pipeline; the last one's dispose disposes it (the source
-    below keeps its own grace period). Items fan out to the subscribers' ``on_next`` directly; one
-    subscriber's failing callback is reported and never reaches the others. For state streams (tickers,
-    books) the latest item per market is kept and replayed, tagged ``source="cache"``, to a subscriber that
-    joins a running feed.
-    """
-
-    __slots__ = ("_replay", "_targets", "channel", "codes", "key", "kind", "latest", "market", "observers",
-                 "pipeline", "subscription", "tickers")
-
-    def __init__(
-        self,
-        market: MarketData,
-        key: tuple[Any, ...],
-        kind: str,
-        codes: tuple[str, ...],
-        channel: str,
-        *,
-        replay: bool,
-        tickers: dict[str, tuple[float, Ticker]] | None,
-    ) -> None:
-        self.market = market
-        self.key = key
-        self.kind = kind
-        self.codes = codes
-        self.channel = channel
-        self._replay = replay
-        self.tickers = tickers  # the market's latest ticker per market (for get_ticker), or None
-        self.latest: dict[str, Any] = {}
-        self.observers: list[abc.ObserverBase[Any]] = []
-        self._targets: tuple[Callable[[Any], None], ...] = ()
-        self.pipeline: Pipeline[Any] | None = None
-        self.subscription: abc.DisposableBase | None = None
-
-    def attach(self, observer: abc.ObserverBase[Any]) -> abc.DisposableBase:
-        market = self.market
-        if self._replay and self.latest:
-            for item in list(self.latest.values()):
-                market._replayed += 1
-                observer.on_next(_as_cached(item))
-        self.observers.append(observer)
-        self._targets = tuple(o.on_next for o in self.observers)
-        if self.pipeline is None:
-            try:
-                pipeline = market._build(self)
-            except BaseException:
-                self.observers.remove(observer)
-                self._targets = tuple(o.on_next for o in self.observers)
-                market._feed_stopped(self)
-                raise
-            self.pipeline = pipeline
-            market._feed_started(self)
-            subscription = pipeline.subscribe(self._item_handler(), self.on_error, self.on_completed)
-            if self.pipeline is not pipeline:  # it ended during subscribe (e.g. the source is closed)
-                subscription.dispose()
-            else:
-                self.subscription = subscription
-        return Disposable(partial(self.detach, observer))
-
-    def detach(self, observer: abc.ObserverBase[Any]) -> None:
-        if observer not in self.observers:
-            return
-        self.observers.remove(observer)
-        self._targets = tuple(o.on_next for o in self.observers)
-        if not self.observers:
-            self.stop()
-
-    def _item_handler(self) -> Callable[[Any], None]:
-        """The per-item path, specialised once per feed (this runs for every item of every market)."""
-        failed = self.market._callback_failed
-        latest, tickers = self.latest, self.tickers
-        clock = time.monotonic
-
-        def fan_out(item: Any) -> None:
-            for target in self._targets:
-                try:
-                    target(item)
-                except Exception as exc:  # a subscriber's bug: reported; the others still get the item
-                    failed(exc)
-
-        if not self._replay:
-            return fan_out
-
-        if tickers is None:
-
-            def keep_latest(item: Any) -> None:
-                latest[item.symbol] = item
-                for target in self._targets:
-                    try:
-                        target(item)
-                    except Exception as exc:  # see fan_out
-                        failed(exc)
-
-            return keep_latest
-
-        def keep_ticker(item: Any) -> None:
-            symbol = item.symbol
-            latest[symbol] = item
-            if item.source != "cache":  # a replayed value is not news: its arrival time is not now
-                tickers[symbol] = (clock(), item)
-            for target in self._targets:
-                try:
-                    target(item)
-                except Exception as exc:  # see fan_out
-                    failed(exc)
-
-        return keep_ticker
-
-    def on_error(self, error: Exception) -> None:
-        observers, self.observers, self._targets = self.observers, [], ()
-        self.stop()
-        for observer in observers:
-            try:
-                observer.on_error(error)
-            except Exception as exc:  # the subscriber's own error handler failed
-                self.market._callback_failed(exc)
-
-    def on_completed(self) -> None:
-        observers, self.observers, self._targets = self.observers, [], ()
-        self.stop()
-        for observer in observers:
-            try:
-                observer.on_completed()
-            except Exception as exc:  # the subscriber's own handler failed
-                self.market._callback_failed(exc)
-
-    def stop(self) -> None:
-        """Dispose the pipeline's subscription and leave the registry (idempotent)."""
-        subscription, self.subscription = self.subscription, None
-        if subscription is not None:
-            subscription.dispose()
-        self.market._feed_stopped(self)
-        self.pipeline = None
-        self.latest.clear()
-
-
-class _Health:
-    """Which WebSocket connections are live and which streams are stale, as the source's status tells."""
-
-    __slots__ = ("live", "stale")
-
-    def __init__(self) -> None:
-        self.live: set[int] = set()
-        self.stale: set[tuple[str | None, str]] = set()
-
-    def __call__(self, event: Status) -> None:
-        kind, conn = event.kind, event.connection
-        if event.symbol is not None:
-            if kind == "stale":
-                self.stale.add((event.channel, event.symbol))
-            elif kind == "live":
-                self.stale.discard((event.channel, event.symbol))
-            return
-        if conn is None:
-            return
-        if kind in ("live", "reconnected"):
-            self.live.add(conn)
-        elif kind in ("connecting", "backoff", "stale", "gave_up", "circuit"):
-            self.live.discard(conn)
-
-
-class _Retired:
-    """Counters of feeds that stopped (their pipelines are gone; their counts stay in ``stats()``)."""
-
-    __slots__ = ("cache_errors", "cache_hits", "cache_writes", "duplicates", "opens", "retries")
-
-    def __init__(self) -> None:
-        self.duplicates = self.opens = self.retries = 0
-        self.cache_hits = self.cache_writes = self.cache_errors = 0
-
-    def add(self, stats: PipelineStats) -> None:
-        self.duplicates += stats.duplicates
-        self.opens += stats.circuit_opens
-        self.retries += stats.retries
-        self.cache_hits += stats.cache_hits
-        self.cache_writes += stats.cache_writes
-        self.cache_errors += stats.cache_errors
-
-
-class _CountedIterator(BufferedAsyncIterator[T]):
-    """The iterator of ``stream_ticker`` / ``stream_orderbook``: hands its drop count to the market when it
-    is collected, so ``stats().drops`` keeps the drops of iterators that are gone."""
-
-    __slots__ = ("__weakref__", "_retire")
-
-    def __init__(
-        self, observable: Observable[T], maxsize: int, overflow: Overflow, retire: Callable[[int], None]
-    ) -> None:
-        super().__init__(observable, maxsize, overflow, None)
-        self._retire: Callable[[int], None] | None = retire
-
-    def __del__(self) -> None:
-        retire = getattr(self, "_retire", None)
-        if retire is not None:
-            self._retire = None
-            retire(self.dropped)
-        super().__del__()
 
 
 # -- the facade --------------------------------------------------------------------------------------------
@@ -575,12 +121,12 @@ class MarketData:
         self._events: Subject[Status] = Subject()
         self._quarantine = Quarantine()
         self._quarantine.subscribe(self._on_reject)
-        self._health = _Health()
+        self._health = Health()
         self._health_sub: abc.DisposableBase | None = None
-        self._feeds: dict[tuple[Any, ...], _Feed] = {}
-        self._ticker_feeds: dict[str, set[_Feed]] = {}
+        self._feeds: dict[tuple[Any, ...], Feed] = {}
+        self._ticker_feeds: dict[str, set[Feed]] = {}
         self._tickers: dict[str, tuple[float, Ticker]] = {}  # latest ticker per market, with arrival time
-        self._retired = _Retired()
+        self._retired = Retired()
         self._db: diskcache.Cache | None = None
         self._closed_cache = False  # the cache could not be opened: do not try on every call
         self._temp_dir: str | None = None
@@ -613,7 +159,7 @@ class MarketData:
         Raises:
             ConfigError: a malformed code or an unknown channel.
         """
-        codes, ch = _markets(markets), _channel(channel)
+        codes, ch = check_markets(markets), check_channel(channel)
         return self._shared(("ticker", tuple(sorted(codes)), ch, None), "ticker", codes, ch)
 
     def orderbook(
@@ -632,7 +178,7 @@ class MarketData:
         Raises:
             ConfigError: a malformed code, an unknown channel, a depth Upbit does not serve.
         """
-        codes, ch, levels = _markets(markets), _channel(channel), _depth(depth)
+        codes, ch, levels = check_markets(markets), check_channel(channel), check_depth(depth)
         return self._shared(("orderbook", tuple(sorted(codes)), ch, levels), "orderbook", codes, ch)
 
     def trades(self, markets: str | Iterable[str]) -> Observable[Trade]:
@@ -643,7 +189,7 @@ class MarketData:
         Raises:
             ConfigError: a malformed code.
         """
-        codes = _markets(markets)
+        codes = check_markets(markets)
         return self._shared(("trade", tuple(sorted(codes)), "websocket", None), "trade", codes, "websocket")
 
     def candles(
@@ -663,7 +209,7 @@ class MarketData:
         Raises:
             ConfigError: a malformed code, an unknown unit, ``count`` below 1.
         """
-        (code,) = _markets([symbol])
+        (code,) = check_markets([symbol])
         if unit not in CANDLE_UNITS:
             raise ConfigError(f"unknown candle unit {unit!r}; expected one of {', '.join(CANDLE_UNITS)}")
         self._check_open()
@@ -767,7 +313,7 @@ class MarketData:
 
         Calls made in the same event-loop tick share that call too. See :meth:`get_ticker`.
         """
-        codes = _markets(symbols)
+        codes = check_markets(symbols)
         self._check_open()
         self._bind()
         now = time.monotonic()
@@ -798,7 +344,7 @@ class MarketData:
             age = now - arrived
             cfg = self.config
             if age <= cfg.cache_ttl or (age <= cfg.live_ttl and self._watched(code)):
-                return _as_cached(ticker)  # type: ignore[no-any-return]  # a Ticker in, a Ticker out
+                return as_cached(ticker)  # type: ignore[no-any-return]  # a Ticker in, a Ticker out
         if self.config.cache_dir is not None:
             # A persistent cache may hold a fresh value written by an earlier run (or another process).
             op = self._cache_op("ticker", ())
@@ -1122,7 +668,7 @@ class MarketData:
             feed = self._feeds.get(key)
             if feed is None:
                 state = kind in ("ticker", "orderbook")
-                feed = self._feeds[key] = _Feed(
+                feed = self._feeds[key] = Feed(
                     self, key, kind, codes, channel, replay=state,
                     tickers=self._tickers if kind == "ticker" else None,
                 )
@@ -1130,12 +676,12 @@ class MarketData:
 
         return reactivex.create(subscribe)
 
-    def _feed_started(self, feed: _Feed) -> None:
+    def _feed_started(self, feed: Feed) -> None:
         if feed.kind == "ticker":
             for code in feed.codes:
                 self._ticker_feeds.setdefault(code, set()).add(feed)
 
-    def _feed_stopped(self, feed: _Feed) -> None:
+    def _feed_stopped(self, feed: Feed) -> None:
         if self._feeds.get(feed.key) is feed:
             del self._feeds[feed.key]
         if feed.kind == "ticker":
@@ -1148,7 +694,7 @@ class MarketData:
         if feed.pipeline is not None:
             self._retired.add(feed.pipeline.stats())
 
-    def _build(self, feed: _Feed) -> Pipeline[Any]:
+    def _build(self, feed: Feed) -> Pipeline[Any]:
         """Assemble the default chain of a feed (see :mod:`rxmarket.pipelines`)."""
         cfg, source = self.config, self._source
         codes, channel, kind = feed.codes, feed.channel, feed.kind
@@ -1232,7 +778,7 @@ class MarketData:
             raise ConfigError(f"maxsize must be an integer >= 1, got {maxsize!r}")
         if overflow not in OVERFLOW_POLICIES:
             raise ConfigError(f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}; got {overflow!r}")
-        iterator = _CountedIterator(source, maxsize, overflow, self._retire_iterator)
+        iterator = CountedIterator(source, maxsize, overflow, self._retire_iterator)
         self._iterators.add(iterator)
         return iterator
 

@@ -32,6 +32,8 @@ RANKS: list[tuple[str, float]] = [
     ("rxmarket.aio", 3),
     ("rxmarket.pipelines", 4),
     ("rxmarket.storage", 4),
+    ("rxmarket._market_config", 4.5),  # the facade's private parts
+    ("rxmarket._market_feed", 4.5),
     ("rxmarket.market", 5),
     ("rxmarket.cli", 6),
     ("rxmarket._cli_live", 5.5),  # command implementations, registered by cli.py
