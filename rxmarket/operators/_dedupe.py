@@ -119,11 +119,9 @@ class Dedupe:
                         entry = natural_for(type(item))
                         if entry is None:
                             raise no_natural_error(item, "key")
-                        fn, paired = entry
-                        if paired:
-                            key, version = fn(item)
-                        else:
-                            key, version = fn(item), None
+                        get_key, get_version = entry
+                        key = get_key(item)
+                        version = None if get_version is None else get_version(item)
                     else:
                         key = natural_key(item) if key_fn is None else key_fn(item)
                         # A caller's key without a version: any repeat of a held key is a repeat.

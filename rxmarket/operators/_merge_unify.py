@@ -257,11 +257,9 @@ class MergeUnify(Observable[_T], Generic[_T]):
                         entry = natural_for(type(item))
                         if entry is None:
                             raise no_natural_error(item, "key")
-                        fn, paired = entry
-                        if paired:
-                            key, version = fn(item)
-                        else:
-                            key, version = fn(item), None
+                        get_key, get_version = entry
+                        key = get_key(item)
+                        version = None if get_version is None else get_version(item)
                     else:
                         key = _natural(item, "key") if key_fn is None else key_fn(item)
                         version = _natural(item, "version") if version_fn is None else version_fn(item)

@@ -7,11 +7,17 @@ key) and *how new is it* (its version). The answers per model:
 model           natural key                     version (larger = newer)
 ==============  ==============================  =====================================================
 ``Ticker``      ``symbol``                      ``(timestamp, trade_timestamp, acc_trade_volume)``
-``Orderbook``   ``symbol``                      ``timestamp`` (Upbit sends whole books, no sequence)
+``Orderbook``   ``(symbol, level)``             ``timestamp`` (Upbit sends whole books, no sequence)
 ``Trade``       ``(symbol, sequential_id)``     none needed (one id is one trade); ``(timestamp,
                                                 sequential_id)`` under a caller's coarser key
 ``Candle``      ``(symbol, unit, start)``       ``(timestamp or -1, volume, value)``
 ==============  ==============================  =====================================================
+
+Keys never collide across models, so one operator can serve a stream that mixes them: a ticker and a book
+of one market are two things (a book's key is a tuple, a ticker's a string), and books of one market at two
+price groupings (``level``) are two books. Every key and version is built by ``operator.attrgetter`` (in C),
+except a candle's version. Every Upbit ticker carries ``trade_timestamp`` and ``acc_trade_volume``; tickers
+built by hand should carry both too (or neither), since ``None`` does not order against a number.
 
 Tickers and books are *states*: the newest one per market replaces the others. A ticker's ``timestamp`` is
 only milliseconds and a busy market sends several tickers in one millisecond; every trade adds to the day's
@@ -68,23 +74,19 @@ def _candle_version(candle: Candle) -> tuple[int, float, float]:
     return (-1 if ts is None else ts, candle.volume, candle.value)
 
 
-def ticker_version(ticker: Ticker) -> tuple[int, int, float]:
-    """A ticker's version: frame time, then last trade time and the day's volume (it only grows)."""
-    return (ticker.timestamp, ticker.trade_timestamp or 0, ticker.acc_trade_volume or 0.0)
-
-
-def _ticker_key_and_version(ticker: Ticker) -> tuple[str, tuple[int, int, float]]:
-    return ticker.symbol, (ticker.timestamp, ticker.trade_timestamp or 0, ticker.acc_trade_volume or 0.0)
-
-
 # attrgetter builds keys and versions in C: no Python frame per item on the hot path.
 NATURAL_KEYS: Final[Mapping[type, KeyFn]] = {
     Ticker: attrgetter("symbol"),
-    Orderbook: attrgetter("symbol"),
+    Orderbook: attrgetter("symbol", "level"),
     Trade: attrgetter("symbol", "sequential_id"),
     Candle: attrgetter("symbol", "unit", "start"),
 }
 """The natural key function of each model type."""
+
+ticker_version: Final[Callable[[Ticker], tuple[int, int | None, float | None]]] = attrgetter(
+    "timestamp", "trade_timestamp", "acc_trade_volume"
+)
+"""A ticker's version: frame time, then last trade time and the day's volume (it only grows)."""
 
 NATURAL_VERSIONS: Final[Mapping[type, VersionFn]] = {
     Ticker: ticker_version,
@@ -95,21 +97,13 @@ NATURAL_VERSIONS: Final[Mapping[type, VersionFn]] = {
 """The natural version function of each model type (larger compares newer)."""
 
 
-def _candle_key_and_version(candle: Candle) -> tuple[tuple[str, str, int], tuple[int, float, float]]:
-    return (candle.symbol, candle.unit, candle.start), _candle_version(candle)
-
-
-NATURAL_PAIRS: Final[Mapping[type, tuple[Callable[[Any], Any], bool]]] = {
-    Ticker: (_ticker_key_and_version, True),
-    Orderbook: (attrgetter("symbol", "timestamp"), True),
-    Trade: (attrgetter("symbol", "sequential_id"), False),
-    Candle: (_candle_key_and_version, True),
+NATURAL_PAIRS: Final[Mapping[type, tuple[KeyFn, VersionFn | None]]] = {
+    model: (key, None if model is Trade else NATURAL_VERSIONS[model]) for model, key in NATURAL_KEYS.items()
 }
-"""Key and version in one call, for the operators' hot path: ``(fn, paired)`` per model type.
+"""``(key function, version function)`` per model type, for the operators' hot path.
 
-``fn(item)`` returns ``(key, version)`` when ``paired``, else the key alone with no version: a trade's
-natural key already names one trade, so any repeat of it is a repeat (same verdicts as comparing the
-``(timestamp, sequential_id)`` versions, one call cheaper).
+A trade has no version function: its natural key already names one trade, so any repeat of it is a repeat
+(the same verdicts as comparing ``(timestamp, sequential_id)`` versions, one call cheaper).
 """
 
 

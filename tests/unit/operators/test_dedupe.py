@@ -20,7 +20,7 @@ from reactivex.testing.subscription import Subscription
 
 from rxmarket import ops
 from rxmarket.errors import ConfigError
-from rxmarket.models import Candle, Ticker, Trade
+from rxmarket.models import Candle, Orderbook, Ticker, Trade
 from rxmarket.policy.keys import NEW, NEWER, OLDER, SAME, KeyStore, natural_key, natural_version
 
 on_next, on_error, on_completed = ReactiveTest.on_next, ReactiveTest.on_error, ReactiveTest.on_completed
@@ -133,13 +133,22 @@ def test_store_refuses_unbounded_or_bad_bounds(max_keys: Any, ttl: Any) -> None:
 def test_natural_keys_and_versions() -> None:
     """Each model's natural key and version follow the table in rxmarket.policy.keys."""
     assert natural_key(ticker(5)) == "KRW-BTC"
-    assert natural_version(ticker(5)) == (5, 0, 0.0)
+    assert natural_version(ticker(5)) == (5, None, None)
     assert natural_key(trade(7, ts=3)) == ("KRW-BTC", 7)
     assert natural_version(trade(7, ts=3)) == (3, 7)
     assert natural_key(candle(60_000, 61_000, 2.0)) == ("KRW-BTC", "1m", 60_000)
     assert natural_version(candle(60_000, None, 2.0)) == (-1, 2.0, 200.0)
     with pytest.raises(ConfigError, match="no natural key for dict"):
         natural_key({"id": 1})
+
+
+def test_a_ticker_and_a_book_of_one_market_are_different_keys() -> None:
+    """In a mixed stream, a book older than the market's last ticker is not taken for a stale ticker."""
+    book = Orderbook.from_levels(symbol="KRW-BTC", timestamp=4, asks=[(101.0, 1.0)], bids=[(99.0, 1.0)])
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(210, ticker(5)), on_next(220, book))
+    results = scheduler.start(lambda: xs.pipe(ops.dedupe()))
+    assert results.messages == [on_next(210, ticker(5)), on_next(220, book)]
 
 
 def test_two_tickers_of_one_millisecond_are_both_new() -> None:
