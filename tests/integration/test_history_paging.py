@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_source_support import REST_PER_SEC, Recorder, make_sim
+from _recorder import Recorder
+from test_source_support import REST_PER_SEC, make_sim
 
 from rxmarket.errors import Banned, ConfigError, NotFound
 from rxmarket.exchanges.upbit import history

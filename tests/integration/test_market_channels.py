@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from test_market_support import Recorder, running
+from _recorder import Recorder
+from test_market_support import running
 
 from rxmarket.models import Candle, Orderbook, Ticker, Trade
 

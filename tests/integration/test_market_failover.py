@@ -5,7 +5,8 @@ The simulator's market moves by itself here (``rate``), so both channels keep ha
 
 from __future__ import annotations
 
-from test_market_support import Recorder, running
+from _recorder import Recorder
+from test_market_support import running
 
 from rxmarket.models import Orderbook, Ticker
 

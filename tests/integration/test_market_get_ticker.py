@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_market_support import Recorder, running
+from _recorder import Recorder
+from test_market_support import running
 
 from rxmarket.errors import NotFound, TransportError
 

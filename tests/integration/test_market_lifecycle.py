@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_market_support import Recorder, market_for, running
+from _recorder import Recorder
+from test_market_support import market_for, running
 
 import rxmarket
 from rxmarket import ConfigError, MarketConfig

@@ -8,8 +8,7 @@ reaches; nothing sleeps.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,7 +16,6 @@ import rxmarket
 from rxmarket import MarketData
 from rxmarket.exchanges.upbit.protocol import UpbitProtocolConfig
 from rxmarket.exchanges.upbit.source import SourceConfig
-from rxmarket.models import Status
 from rxmarket.policy.backoff import BackoffPolicy
 from rxmarket.sim import SimLimits, UpbitSimulator
 
@@ -26,69 +24,6 @@ DEADLINE = 10.0  # seconds; only a broken test waits this long
 #: Generous limits on both sides, so that no test trips a rate limit it did not ask for.
 SIM_LIMITS = SimLimits(rest_per_sec=1000, ws_connect_per_sec=1000, ws_messages_per_sec=1000,
                        ws_messages_per_min=100_000)
-
-
-class Recorder:
-    """An observer that keeps what it receives and lets a test await a condition on it."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.errors: list[Exception] = []
-        self.completed = False
-        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
-
-    def on_next(self, item: Any) -> None:
-        self.items.append(item)
-        self._check()
-
-    def on_error(self, error: Exception) -> None:
-        self.errors.append(error)
-        self._check()
-
-    def on_completed(self) -> None:
-        self.completed = True
-        self._check()
-
-    def _check(self) -> None:
-        for predicate, future in list(self._waiters):
-            if not future.done() and predicate():
-                future.set_result(None)
-
-    async def wait(self, predicate: Callable[[], bool]) -> None:
-        """Wait until ``predicate()`` holds (checked after every notification; :data:`DEADLINE` at most)."""
-        if predicate():
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (predicate, future)
-        self._waiters.append(entry)
-        try:
-            async with asyncio.timeout(DEADLINE):
-                await future
-        finally:
-            self._waiters.remove(entry)
-
-    async def wait_count(self, n: int) -> None:
-        """Wait until at least ``n`` items arrived."""
-        await self.wait(lambda: len(self.items) >= n)
-
-    def statuses(self, kind: str, detail: str | None = None) -> list[Status]:
-        """The status events of ``kind`` (and ``detail``) received (for a recorder of ``market.status``)."""
-        return [
-            s for s in self.items
-            if isinstance(s, Status) and s.kind == kind and (detail is None or s.detail == detail)
-        ]
-
-    async def wait_status(self, kind: str, detail: str | None = None, n: int = 1) -> None:
-        """Wait until ``n`` status events of ``kind`` (and ``detail``) arrived."""
-        await self.wait(lambda: len(self.statuses(kind, detail)) >= n)
-
-    def sources(self) -> list[str]:
-        """The ``source`` of each item, consecutive repeats collapsed: ``["websocket", "rest", ...]``."""
-        runs: list[str] = []
-        for item in self.items:
-            if not runs or runs[-1] != item.source:
-                runs.append(item.source)
-        return runs
 
 
 def make_sim(**kwargs: Any) -> UpbitSimulator:

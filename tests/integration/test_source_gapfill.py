@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from test_source_support import Recorder, fast_config, make_sim, running
+from _recorder import Recorder
+from test_source_support import fast_config, make_sim, running
 
 from rxmarket.exchanges.upbit.history import upbit_http_client
 from rxmarket.exchanges.upbit.source import UpbitSource

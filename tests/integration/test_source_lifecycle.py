@@ -6,8 +6,8 @@ import asyncio
 import threading
 
 import pytest
+from _recorder import Recorder
 from test_source_support import (
-    Recorder,
     fast_config,
     make_sim,
     open_client_sessions,

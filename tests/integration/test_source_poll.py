@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_source_support import Recorder, running, rxmarket_tasks
+from _recorder import Recorder
+from test_source_support import running, rxmarket_tasks
 
 from rxmarket.errors import ConfigError, NotFound
 from rxmarket.models import Orderbook, Ticker

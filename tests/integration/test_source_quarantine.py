@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from test_source_support import Recorder, running
+from _recorder import Recorder
+from test_source_support import running
 
 
 async def test_malformed_frames_are_quarantined_and_the_stream_goes_on() -> None:

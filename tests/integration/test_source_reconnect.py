@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from test_source_support import CountingClient, Recorder, running
+from _recorder import Recorder
+from test_source_support import CountingClient, running
 
 from rxmarket.errors import GaveUp
 from rxmarket.models import Orderbook, Ticker, Trade

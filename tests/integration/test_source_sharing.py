@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from _recorder import Recorder
 from reactivex.testing import TestScheduler
-from test_source_support import Recorder, fast_config, make_sim, running
+from test_source_support import fast_config, make_sim, running
 
 from rxmarket.errors import ConfigError
 from rxmarket.exchanges.upbit.source import UpbitSource

@@ -8,76 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
+from _recorder import Recorder
 
 from rxmarket.errors import ConfigError
 from rxmarket.exchanges.upbit.history import upbit_http_client
 from rxmarket.exchanges.upbit.protocol import UpbitProtocolConfig
 from rxmarket.exchanges.upbit.source import SourceConfig, UpbitSource
-from rxmarket.models import Status
 from rxmarket.policy.backoff import BackoffPolicy
 from rxmarket.policy.ratelimit import RateLimiter
 from rxmarket.sim import SimLimits, UpbitSimulator
 from rxmarket.transport import AiohttpWsClient
 
 REST_PER_SEC = 1000  # the simulator's REST limit in these tests, and our limiter's: they must agree
-
-
-class Recorder:
-    """An observer that keeps what it receives and lets a test await a condition on it."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.errors: list[Exception] = []
-        self.completed = False
-        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
-
-    def on_next(self, item: Any) -> None:
-        self.items.append(item)
-        self._check()
-
-    def on_error(self, error: Exception) -> None:
-        self.errors.append(error)
-        self._check()
-
-    def on_completed(self) -> None:
-        self.completed = True
-        self._check()
-
-    def _check(self) -> None:
-        for predicate, future in list(self._waiters):
-            if not future.done() and predicate():
-                future.set_result(None)
-
-    async def wait(self, predicate: Callable[[], bool], seconds: float = 10.0) -> None:
-        """Wait until ``predicate()`` holds (checked after every notification)."""
-        if predicate():
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (predicate, future)
-        self._waiters.append(entry)
-        try:
-            async with asyncio.timeout(seconds):
-                await future
-        finally:
-            self._waiters.remove(entry)
-
-    async def wait_count(self, n: int, seconds: float = 10.0) -> None:
-        """Wait until at least ``n`` items arrived."""
-        await self.wait(lambda: len(self.items) >= n, seconds)
-
-    def kinds(self, kind: str) -> list[Status]:
-        """The status events of ``kind`` (for a recorder of ``source.status``)."""
-        return [s for s in self.items if isinstance(s, Status) and s.kind == kind]
-
-    async def wait_kind(self, kind: str, n: int = 1, seconds: float = 10.0) -> None:
-        """Wait until ``n`` status events of ``kind`` arrived."""
-        await self.wait(lambda: len(self.kinds(kind)) >= n, seconds)
 
 
 class CountingClient:
