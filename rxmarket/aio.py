@@ -473,8 +473,10 @@ def from_async_iter(aiterable: AsyncIterable[T], scheduler: abc.SchedulerBase | 
                 emit_on.schedule(scheduled)
 
         async def pump() -> None:
-            iterator = aiterable.__aiter__()
+            iterator: AsyncIterator[T] | None = None
             try:
+                # Inside the try: an iterable that cannot even start must reach on_error, not the void.
+                iterator = aiterable.__aiter__()
                 while True:
                     try:
                         item = await iterator.__anext__()
@@ -489,7 +491,7 @@ def from_async_iter(aiterable: AsyncIterable[T], scheduler: abc.SchedulerBase | 
                 if not disposed:
                     deliver(partial(observer.on_error, exc))
             finally:
-                close = getattr(iterator, "aclose", None)
+                close = getattr(iterator, "aclose", None)  # None too when __aiter__ failed
                 if close is not None:
                     await close()
 

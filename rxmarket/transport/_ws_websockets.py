@@ -7,6 +7,7 @@ refused upgrade carries its HTTP ``status`` and ``headers`` on it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from websockets.asyncio.client import ClientConnection
@@ -83,6 +84,11 @@ class WebsocketsWsConn:
             await self._ws.close()
         except OSError as exc:  # a broken link is as closed as it gets
             del exc
+        except asyncio.CancelledError:
+            # websockets leaves the socket open when its close handshake is cut short (the owner shutting
+            # down while the peer is silent): drop it here, as aiohttp does, or it leaks.
+            self._ws.transport.abort()
+            raise
 
 
 class WebsocketsWsClient:
@@ -130,7 +136,7 @@ class WebsocketsWsClient:
                 max_queue=_MAX_QUEUE,
                 proxy=True if self._proxy is True else (self._proxy or None),
             )
-        except InvalidURI as exc:
+        except (InvalidURI, ValueError) as exc:  # urllib's ValueError: a port out of range, a bad IPv6 host
             raise ConfigError(f"not a WebSocket URL: {url!r} ({exc})") from exc
         except InvalidStatus as exc:
             # InvalidStatus is raised for any status but 101: the server refused (429, 418, 5xx ...).

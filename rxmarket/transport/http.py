@@ -110,8 +110,8 @@ class HttpClient:
         headers: headers sent with every request.
         sleep: awaited for pacing waits (inject a fake to test pacing without waiting).
         clock: the time source of the limiter (default: the running loop's ``time``).
-        session: a session to use (owned by the caller); by default one is created on first use and
-            closed by :meth:`close`.
+        session: a session to use (owned by the caller; ``timeout`` and ``headers`` still apply to each
+            request); by default one is created on first use and closed by :meth:`close`.
 
     Raises:
         ConfigError: on a non-positive timeout.
@@ -157,7 +157,10 @@ class HttpClient:
             raise TransportError("HttpClient is closed")
         session = self._session
         if session is None:
-            session = self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+            # Timeout and headers go with each request (in get()), so that a caller's session gets them too.
+            session = self._session = aiohttp.ClientSession()
+        elif session.closed:  # the caller closed its own session
+            raise TransportError("the aiohttp session given to HttpClient is closed")
         return session
 
     def url_for(self, path: str) -> str:
@@ -178,16 +181,20 @@ class HttpClient:
             The answer, when the error mapper found no error in it.
 
         Raises:
-            TransportError: the connection failed, was reset or timed out, or the client is closed.
+            TransportError: the connection failed, was reset or timed out, or the client (or the caller's
+                session) is closed.
             ConfigError: a query parameter of another type (e.g. ``bool``).
             Exception: whatever ``error_mapper`` returns for the answer (e.g. ``RateLimited``).
         """
-        session = self._get_session()
+        self._get_session()  # a closed client fails before it books a slot
         await self._pace(group)
+        # Taken again after the wait: close() may have run meanwhile, and a closed aiohttp session would
+        # raise its own RuntimeError instead of our TransportError.
+        session = self._get_session()
         sent = self._now()
         url = self.url_for(path)
         try:
-            async with session.get(url, params=params) as resp:
+            async with session.get(url, params=params, headers=self._headers, timeout=self._timeout) as resp:
                 body = await resp.read()
                 response = HttpResponse(resp.status, resp.headers, body, str(resp.url))
         except TimeoutError as exc:

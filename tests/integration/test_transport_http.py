@@ -12,6 +12,7 @@ import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 
 from rxmarket.errors import (
@@ -227,3 +228,53 @@ def test_bad_timeouts_are_config_errors(options: dict[str, Any]) -> None:
     """Timeouts must be positive numbers."""
     with pytest.raises(ConfigError):
         HttpClient("http://127.0.0.1", **options)
+
+
+async def test_close_during_a_paced_wait_fails_the_request_with_transport_error(
+    http_server: ScriptedHttpServer, fake_time: FakeTime
+) -> None:
+    """A request still waiting for its slot when the client is closed fails with TransportError (not
+    aiohttp's RuntimeError about a closed session) and never reaches the server."""
+
+    async def sleep_then_close(delay: float) -> None:
+        await http.close()  # the client is closed while this request waits for its slot
+
+    http = HttpClient(
+        http_server.url + "/v1",
+        sleep=sleep_then_close,
+        clock=fake_time.clock,
+        limiter=RateLimiter(default=(1, 1.0), margin=0.0),
+    )
+    await http.get("/ticker")
+    with pytest.raises(TransportError, match="closed"):
+        await http.get("/ticker")
+    assert len(http_server.requests) == 1
+
+
+async def test_headers_and_timeout_apply_on_a_caller_session(
+    http_server: ScriptedHttpServer, fake_time: FakeTime
+) -> None:
+    """With a session of the caller's, ``headers`` still go out with every request and ``timeout`` still
+    bounds a request to a server that never answers."""
+    http_server.answer_next()
+    http_server.answer_next(hang=True)
+    async with aiohttp.ClientSession() as session:
+        http = client_for(http_server, fake_time, session=session, headers={"X-App": "rx"}, timeout=0.2)
+        await http.get("/ticker")
+        assert http_server.requests[0].headers.get("X-App") == "rx"
+        with pytest.raises(TransportError, match="timeout"):
+            await http.get("/ticker")
+        await http.close()
+        assert not session.closed  # the caller's session stays the caller's
+
+
+async def test_a_caller_session_closed_by_its_owner_is_a_transport_error(
+    http_server: ScriptedHttpServer, fake_time: FakeTime
+) -> None:
+    """When the caller closes its own session, later requests fail with TransportError (not aiohttp's
+    RuntimeError) and reach no server."""
+    async with aiohttp.ClientSession() as session:
+        http = client_for(http_server, fake_time, session=session)
+    with pytest.raises(TransportError, match="closed"):
+        await http.get("/ticker")
+    assert http_server.requests == []

@@ -8,6 +8,7 @@ return at once); idle timeouts, keep-alives and pings run on the loop's real tim
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -129,10 +130,65 @@ async def test_conn_send_after_close_raises_transport_error(
         await conn.send("too late")
 
 
+def held_sockets_on_port(port: int) -> set[str]:
+    """Inodes of the TCP sockets bound to local ``port`` that this process still holds an fd of (Linux).
+
+    Only the one socket is looked at, so other tests' sockets opening or closing meanwhile change nothing.
+    """
+    bound: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as rows:
+            for row in rows.readlines()[1:]:
+                fields = row.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    bound.add(fields[9])
+    held: set[str] = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed between the listing and the look
+            continue
+        if link.startswith("socket:["):
+            held.add(link[len("socket:[") : -1])
+    return bound & held
+
+
+async def test_conn_close_cut_short_still_releases_the_socket(
+    ws_server: ScriptedWsServer, ws_client: WsClient
+) -> None:
+    """A close() cancelled while it waits for a peer that never answers the close frame (the owner shuts
+    down meanwhile) still releases the client's socket instead of leaving it open."""
+    conn = await ws_client.connect(ws_server.url, ping_interval=None, close_timeout=60.0)
+    peer = await ws_server.wait_peers(1)
+    server_end = peer.request.transport
+    assert server_end is not None
+    server_end.pause_reading()  # the server reads nothing more: the close is never answered
+    client_port = server_end.get_extra_info("peername")[1]
+    try:
+        assert held_sockets_on_port(client_port)  # the client's socket, as the test starts
+        closing = asyncio.create_task(conn.close())
+        await asyncio.sleep(0)  # one turn of the loop: the close starts and waits for the peer
+        assert conn.closed
+        closing.cancel()
+        await asyncio.wait([closing])
+        # A transport closes its socket in a callback queued before the task ended, so it has run by now.
+        assert closing.cancelled()
+        assert held_sockets_on_port(client_port) == set()  # the client's socket is gone
+    finally:
+        server_end.abort()  # else the server's shutdown would wait for this handler
+
+
 async def test_connect_refused_raises_transport_error(refused_url: str, ws_client: WsClient) -> None:
     """Nothing listening: connect() raises TransportError (library errors do not leak)."""
     with pytest.raises(TransportError, match=r"127\.0\.0\.1"):
         await ws_client.connect(refused_url)
+
+
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:99999/ws", "ws://[::1/ws"])
+async def test_connect_to_a_malformed_url_is_a_config_error(url: str, ws_client: WsClient) -> None:
+    """A URL with a port out of range or a broken IPv6 host is a ConfigError, not the library's ValueError."""
+    with pytest.raises(ConfigError, match="not a WebSocket URL"):
+        await ws_client.connect(url, open_timeout=2.0)
 
 
 async def test_connect_upgrade_refused_raises_transport_error_with_status(

@@ -448,6 +448,23 @@ async def test_from_async_iter_forwards_exceptions_to_on_error() -> None:
     assert isinstance(sink.error, ValueError)
 
 
+async def test_from_async_iter_forwards_a_failing_aiter_to_on_error() -> None:
+    """An iterable whose ``__aiter__`` raises (say, it cannot open its resource) ends the subscription with
+    on_error, rather than killing the task with nobody told."""
+
+    class Unopenable:
+        def __aiter__(self) -> AsyncIterator[int]:
+            raise OSError("cannot open the recording")
+
+    sink = Collect()
+    before = asyncio.all_tasks()
+    from_async_iter(Unopenable()).subscribe(sink)
+    (task,) = asyncio.all_tasks() - before
+    await asyncio.wait([task])
+    assert isinstance(sink.error, OSError)
+    assert (sink.items, sink.completed) == ([], False)
+
+
 async def test_from_async_iter_dispose_cancels_the_task_and_closes_the_iterator() -> None:
     """Disposing cancels the iterating task; the async generator's cleanup runs; nothing more arrives."""
     closed: list[bool] = []
