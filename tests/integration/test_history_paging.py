@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from _recorder import Recorder
-from test_source_support import REST_PER_SEC, make_sim
+from test_source_support import REST_PER_SEC, make_sim, running
 
 from rxmarket.errors import Banned, ConfigError, NotFound
 from rxmarket.exchanges.upbit import history
@@ -153,6 +153,20 @@ async def test_disposing_a_history_observable_cancels_its_fetch() -> None:
         assert received.items == []
         assert not received.completed
         assert not received.errors
+
+
+async def test_closing_the_source_fails_a_history_fetch_it_cut_short() -> None:
+    """close() while a history fetch runs: its subscriber gets a typed on_error, not silence or a cut list."""
+    async with running() as (sim, source):
+        received = Recorder()
+        sim.faults.latency(0.2)
+        source.trades("KRW-BTC", 100).subscribe(received)
+        await sim.wait_requests(1)
+        await source.close()
+        await received.wait(lambda: bool(received.errors))
+        assert received.items == []
+        assert not received.completed
+        assert isinstance(received.errors[0], ConfigError)
 
 
 async def test_history_observable_errors_arrive_as_on_error() -> None:

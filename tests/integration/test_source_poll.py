@@ -61,6 +61,18 @@ async def test_a_rate_limited_poll_reports_it_and_goes_on() -> None:
         assert source.stats().poll_errors >= 1
 
 
+async def test_a_rate_limited_poll_counts_in_the_rate_limited_counter() -> None:
+    """A poll answered 429: stats().rate_limited counts it, as its docstring says REST 429s are counted."""
+    async with running() as (sim, source):
+        tickers, status = Recorder(), Recorder()
+        source.status.subscribe(status)
+        source.poll("ticker", ["KRW-BTC"], 0.02).subscribe(tickers)
+        await tickers.wait_count(1)
+        sim.faults.rate_limit(0.15)
+        await status.wait_kind("rate_limited")
+        assert source.stats().rate_limited == len(status.kinds("rate_limited")) >= 1
+
+
 async def test_a_server_error_is_transient_for_a_poll() -> None:
     """5xx answers: backoff status, the poll goes on."""
     async with running() as (sim, source):
@@ -84,6 +96,17 @@ async def test_an_unknown_market_fails_the_poll() -> None:
         source.poll("ticker", ["KRW-NOPE"], 0.02).subscribe(errors)
         await errors.wait(lambda: bool(errors.errors))
         assert isinstance(errors.errors[0], NotFound)
+
+
+async def test_closing_the_source_completes_a_running_poll() -> None:
+    """close() with a poll subscribed: its subscriber gets on_completed (it is not left waiting forever)."""
+    async with running() as (_sim, source):
+        tickers = Recorder()
+        source.poll("ticker", ["KRW-BTC"], 0.02).subscribe(tickers)
+        await tickers.wait_count(1)
+        await source.close()
+        await tickers.wait(lambda: tickers.completed)
+        assert tickers.errors == []
 
 
 def test_poll_arguments_are_checked_at_the_call() -> None:

@@ -209,3 +209,42 @@ def test_close_completes_every_subscriber_and_cancels_grace_timers() -> None:
     assert live.completed
     assert not gone.completed  # it had already left
     assert [entry[1] for entry in h.log] == ["start", "start"]
+
+
+def test_a_subscriber_resubscribing_from_on_error_gets_a_fresh_stream() -> None:
+    """drop(): a subscriber that re-subscribes in its on_error (Rx retry) lands on a new, started stream."""
+    h = Harness(grace=100.0)
+    again = Obs()
+
+    class Retrying(Obs):
+        def on_error(self, error: Exception) -> None:
+            super().on_error(error)
+            h.registry.attach("ticker", "KRW-BTC", again)
+
+    sub = h.registry.attach("ticker", "KRW-BTC", Retrying())
+    h.registry.drop(sub.stream, RuntimeError("gave up"))
+    fresh = h.registry.streams[("ticker", "KRW-BTC")]
+    assert fresh is not sub.stream
+    assert [s.observer for s in fresh.subscribers] == [again]
+    assert [entry[1] for entry in h.log] == ["start", "stop", "start"]
+
+
+def test_a_subscriber_disposing_another_from_its_on_error_is_not_a_callback_error() -> None:
+    """drop(): one subscriber's on_error disposing a sibling (merge does) reports nothing and ends both."""
+    h = Harness(grace=100.0)
+    b = Obs()
+    subs: list[Any] = []
+
+    class Merging(Obs):
+        def on_error(self, error: Exception) -> None:
+            super().on_error(error)
+            h.registry.detach(subs[1])
+
+    a = Merging()
+    subs.append(h.registry.attach("ticker", "KRW-BTC", a))
+    subs.append(h.registry.attach("ticker", "KRW-BTC", b))
+    error = RuntimeError("gave up")
+    h.registry.drop(subs[0].stream, error)
+    assert h.reported == []
+    assert a.errors == [error]
+    assert b.errors == [error]

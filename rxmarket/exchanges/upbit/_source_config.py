@@ -173,7 +173,8 @@ class SourceStats(msgspec.Struct, frozen=True, kw_only=True):
         duplicates: trades dropped because their ``sequential_id`` was already delivered.
         quarantined: frames that did not decode (counted, reported, skipped).
         error_frames: error frames from the exchange.
-        rate_limited: "too many requests" answers (WebSocket error frames, 429 upgrades, REST 429s).
+        rate_limited: "too many requests" and ban answers: WebSocket error frames, 429 and 418 upgrades,
+            429s of REST polls (those inside gap fills and history are retried, not counted here).
         callback_errors: exceptions raised by subscribers' own callbacks.
         connections: connections open now.
         streams: (channel, market) streams subscribed upstream now (including those in their grace).

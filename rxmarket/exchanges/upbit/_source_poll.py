@@ -42,13 +42,20 @@ __all__ = ["PollCounters", "poll_observable"]
 
 
 class PollCounters:
-    """Where a poll counts its requests and failures (the source's counters)."""
+    """Where a poll counts its requests and failures (the source's counters).
 
-    __slots__ = ("errors", "requests")
+    Attributes:
+        requests: requests made.
+        errors: requests that failed (every kind).
+        rate_limited: failed requests answered 429 (also counted in ``errors``).
+    """
+
+    __slots__ = ("errors", "rate_limited", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
         self.errors = 0
+        self.rate_limited = 0
 
 
 def poll_observable(
@@ -77,7 +84,8 @@ def poll_observable(
         closed: whether the owner is closed (a subscription then fails at once).
 
     Returns:
-        The Observable; each subscription runs its own loop in a task; disposing cancels it.
+        The Observable; each subscription runs its own loop in a task; disposing cancels it. The owner
+        cancelling the task (closing) completes the subscription.
     """
 
     def subscribe(observer: abc.ObserverBase[Any], _scheduler: abc.SchedulerBase | None = None) -> Disposable:
@@ -104,6 +112,7 @@ def poll_observable(
                     raise
                 except RateLimited as exc:
                     counters.errors += 1
+                    counters.rate_limited += 1
                     status("rate_limited", delay=exc.retry_after, detail=str(exc))
                 except Banned as exc:
                     counters.errors += 1
@@ -128,9 +137,19 @@ def poll_observable(
                     delay = 0.0
                 await asyncio.sleep(delay)
 
+        def ended(task: asyncio.Task[None]) -> None:
+            # Cancelled by the owner closing (a dispose stops the observer first, which then ignores this):
+            # the poll completes, like every stream of a closed source. Anything that escaped ``run`` is a
+            # bug, and still reaches the subscriber rather than dying in the task.
+            if task.cancelled():
+                observer.on_completed()
+            elif (exc := task.exception()) is not None:
+                observer.on_error(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+
         task = loop.create_task(run(), name=f"rxmarket-upbit-poll {channel}")
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+        task.add_done_callback(ended)
         return Disposable(lambda: _cancel(task))
 
     return reactivex.create(subscribe)

@@ -116,8 +116,11 @@ class Stream:
         """End every subscription: ``on_error(error)``, or ``on_completed()`` when ``error`` is ``None``."""
         subs, self.subscribers = self.subscribers, []
         self.targets = ()
+        # All inactive before any handler runs: a handler that disposes a sibling (merge, stream_many)
+        # must find it already detached, not look for it in the emptied list.
         for sub in subs:
             sub.active = False
+        for sub in subs:
             try:
                 if error is None:
                     sub.observer.on_completed()
@@ -180,7 +183,7 @@ class OrderbookStream(Stream):
         self.views = tuple((d, tuple(t)) for d, t in sorted(by_depth.items()))
         changed = wire != self._wire
         self._wire = wire
-        return changed and len(subs) > 0
+        return changed
 
 
 class TradeStream(Stream):
@@ -318,8 +321,10 @@ class Registry:
         """End ``stream`` now, without grace: its subscribers get ``on_error(error)`` (or completion)."""
         if self.streams.get(stream.key) is not stream:
             return
-        stream.end(error)
+        # Forget it before telling the subscribers: one that re-subscribes from its on_error (Rx ``retry``)
+        # must start a new stream, not join this dead one and wait forever.
         self._stop(stream)
+        stream.end(error)
 
     def close(self) -> None:
         """Complete every stream and forget them all (the owner closes connections itself)."""

@@ -461,7 +461,10 @@ def _cancel(task: asyncio.Task[None]) -> None:
 def _deferred(
     fetch: Callable[[], Awaitable[list[T]]], tasks: set[asyncio.Task[None]] | None
 ) -> Observable[T]:
-    """A cold Observable that runs ``fetch`` in a task per subscription and emits its list."""
+    """A cold Observable that runs ``fetch`` in a task per subscription and emits its list.
+
+    A task cancelled by its owner (not by a dispose) ends the subscription with ``ConfigError``.
+    """
 
     def subscribe(observer: abc.ObserverBase[T], _scheduler: abc.SchedulerBase | None = None) -> Disposable:
         try:
@@ -486,10 +489,18 @@ def _deferred(
                 return
             observer.on_completed()
 
+        def ended(task: asyncio.Task[None]) -> None:
+            # Cancelled by its owner (the source closing) rather than by a dispose (the observer is then
+            # stopped and ignores this): say so, instead of leaving the subscriber waiting or cutting the
+            # list short in silence.
+            if task.cancelled():
+                observer.on_error(ConfigError("the source closed before this history fetch finished"))
+
         task = loop.create_task(run(), name="rxmarket-upbit-history")
         holder = tasks if tasks is not None else _RUNNING
         holder.add(task)
         task.add_done_callback(holder.discard)
+        task.add_done_callback(ended)
         return Disposable(lambda: _cancel(task))
 
     return reactivex.create(subscribe)

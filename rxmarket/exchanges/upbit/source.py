@@ -377,7 +377,7 @@ class UpbitSource:
             duplicates=duplicates,
             quarantined=self._quarantined,
             error_frames=self._error_frames,
-            rate_limited=self._rate_limited,
+            rate_limited=self._rate_limited + self._poll_counters.rate_limited,
             callback_errors=self._callback_errors,
             connections=len(self._conns),
             streams=len(streams),
@@ -415,7 +415,8 @@ class UpbitSource:
     async def close(self) -> None:
         """Complete every stream, close every connection, stop every task and release sessions.
 
-        Idempotent. Subscriptions made afterwards fail with ``ConfigError``.
+        REST polls complete too; a history fetch still running fails with ``ConfigError`` (its list would
+        be cut short). Idempotent. Subscriptions made afterwards fail with ``ConfigError``.
         """
         if self._closed:
             if self._closed_event is not None:
