@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from operator import attrgetter
 from typing import Final, Literal, get_args
 
 import msgspec
@@ -37,7 +36,6 @@ Channel = Literal["auto", "rest", "websocket"]
 CHANNELS: Final[tuple[str, ...]] = get_args(Channel)
 _ON_INVALID: Final = get_args(OnInvalid)
 _MARKET = re.compile(r"[A-Z0-9]+-[A-Z0-9]+")
-_SYMBOL = attrgetter("symbol")
 
 
 def _default_backoff() -> BackoffPolicy:

@@ -599,21 +599,30 @@ class MarketData:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self._source.close()
-            await self._http.close()
         finally:
-            if self._health_sub is not None:
-                self._health_sub.dispose()
-                self._health_sub = None
-            self._lookup_op = None
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-            if self._temp_dir is not None:
-                shutil.rmtree(self._temp_dir, ignore_errors=True)
-                self._temp_dir = None
-            self._events.on_completed()
-            self._quarantine.close()
+            # Even when close() itself is cancelled (a timeout around ``async with``): sockets and session.
+            try:
+                await self._source.close()
+            finally:
+                try:
+                    await self._http.close()
+                finally:
+                    self._release()
+
+    def _release(self) -> None:
+        """The synchronous end of :meth:`close`: status, cache, temporary directory, quarantine."""
+        if self._health_sub is not None:
+            self._health_sub.dispose()
+            self._health_sub = None
+        self._lookup_op = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+        self._events.on_completed()
+        self._quarantine.close()
 
     async def __aenter__(self) -> MarketData:
         self._check_open()
@@ -724,17 +733,18 @@ class MarketData:
             retry=cfg.backoff if channel == "websocket" else None,
             on_invalid=cfg.on_invalid,
             quarantine=self._quarantine,
-            cache=self._cache_op(kind, codes),
+            cache=self._cache_op(kind, codes, depth),
             on_transition=partial(self._on_transition, kind, codes),
             on_retry=partial(self._on_retry, name),
             name=name,
         )
 
-    def _cache_op(self, kind: str, codes: tuple[str, ...]) -> CacheReplay | None:
+    def _cache_op(self, kind: str, codes: tuple[str, ...], depth: int | None = None) -> CacheReplay | None:
         """A ``cache_replay`` stage on the market's disk cache for ``codes`` of ``kind`` (no codes: the
         operator ``get_ticker`` reads and warms tickers through).
 
-        Entries are ``rxmarket:<kind>:<code>``: the key is the item's ``symbol`` read in C
+        Entries are ``rxmarket:<kind>:<code>`` (books of a ``depth``: ``rxmarket:orderbook.<depth>:<code>``,
+        so a chain never replays a book of another depth): the key is the item's ``symbol`` read in C
         (``attrgetter``), cheaper per item than formatting a string. The first call opens the cache (a
         temporary directory unless ``cache_dir`` is set); a cache that cannot be opened leaves the market
         without one (a ``CacheDegraded`` warning says why).
@@ -745,9 +755,10 @@ class MarketData:
         if db is None:
             return None
         cfg = self.config
+        namespace = f"rxmarket:{kind}:" if depth is None else f"rxmarket:{kind}.{depth}:"
         # Each feed replays only its own markets (replaying the namespace would replay every market).
         op = cache_replay(
-            db, key=_SYMBOL, ttl=cfg.cache_ttl, namespace=f"rxmarket:{kind}:", keys=codes or None,
+            db, key=_SYMBOL, ttl=cfg.cache_ttl, namespace=namespace, keys=codes or None,
             flush_interval=cfg.cache_flush_interval,
         )
         if not codes:

@@ -369,7 +369,8 @@ def unified_pipeline(
         primary: the WebSocket stream (``None`` for a REST-only chain).
         fallback: the REST poll that feeds the output while the primary is down.
         down: signals that the primary is down (see :func:`link_down`); each one is one failure.
-        failure_threshold: consecutive failures that open the breaker (1: switch at the first sign).
+        failure_threshold: consecutive failures that open the breaker (1: switch at the first sign); a
+            failure below it resubscribes the primary at once instead of ending the output.
         reset_timeout: seconds on the fallback before a trial of the primary.
         retry: backoff of the retries after a primary-only chain fails (``None``: no retry).
         with_dedupe: add ``ops.dedupe()`` after ``merge_unify`` (keyed and versioned alike).
@@ -413,6 +414,11 @@ def unified_pipeline(
         if down is not None:
             primary = primary.pipe(fail_when(down, _link_error))
         feed = primary.pipe(breaker)
+        if failure_threshold > 1:
+            # Below the threshold the breaker passes a "down" error through (and stays CLOSED): that must
+            # not end a long-lived feed, so subscribe the primary again at once; the next consecutive
+            # failure counts towards opening. Only while CLOSED: a failing fallback is not retried in a loop.
+            feed = feed.pipe(_resubscribe_below_threshold(breaker, scheduler))
     elif primary is not None:
         feed = primary
         if retry is not None:
@@ -436,6 +442,18 @@ def unified_pipeline(
     return Pipeline(
         out, name=name, breaker=breaker, unify=unify, deduper=deduper, validator=validator, cache=cache,
         counters=counters,
+    )
+
+
+def _resubscribe_below_threshold(
+    breaker: CircuitBreakOperator, scheduler: abc.SchedulerBase | None
+) -> Callable[[Observable[Any]], Observable[Any]]:
+    def below_threshold(exc: Exception) -> bool:
+        return isinstance(exc, TransportError) and breaker.breaker.state is BreakerState.CLOSED
+
+    return retry_with_backoff(
+        initial=0.0, max_delay=0.0, multiplier=1.0, max_attempts=None, retry_if=below_threshold,
+        scheduler=scheduler,
     )
 
 

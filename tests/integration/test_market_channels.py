@@ -123,3 +123,16 @@ async def test_candles_history_has_the_count_asked_oldest_first() -> None:
         assert starts == sorted(set(starts))
         assert all(isinstance(c, Candle) and c.unit == "1m" and c.symbol == "KRW-BTC" for c in got.items)
         assert sim.stats.rest_by_group.get("candles", 0) >= 2  # 200 per page at most
+
+
+async def test_a_book_cached_at_one_depth_is_not_replayed_to_a_chain_of_another_depth() -> None:
+    """Books are cached per depth: a ``depth=15`` chain started after a ``depth=1`` one never gets the
+    1-level book from the cache as its first item."""
+    async with running(cache_flush_interval=None, cache_ttl=60.0) as (_sim, market):
+        shallow, deep = Recorder(), Recorder()
+        market.orderbook(["KRW-BTC"], depth=1, channel="websocket").subscribe(shallow)
+        await shallow.wait_count(1)  # written through at once (cache_flush_interval=None)
+        market.orderbook(["KRW-BTC"], depth=15, channel="websocket").subscribe(deep)
+        await deep.wait_count(1)
+        assert len(shallow.items[0].units) == 1
+        assert [len(book.units) for book in deep.items] == [15] * len(deep.items)

@@ -232,3 +232,38 @@ async def test_a_persistent_cache_dir_is_kept_and_warms_the_next_market(tmp_path
             assert later.stats().cache_hits == 1
         assert sim.stats.rest_by_group["ticker"] == 1
     assert any(tmp_path.iterdir())
+
+
+async def test_close_cancelled_while_waiting_for_tasks_still_closes_the_http_session() -> None:
+    """``close()`` cancelled while it waits for an in-flight ``get_ticker`` still closes the HTTP session
+    (an ``asyncio.timeout`` around ``async with`` must not leak the connection pool)."""
+    connected = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        connected.set()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    market = rxmarket.upbit(
+        rest_url=f"http://127.0.0.1:{port}/v1", ws_url=f"ws://127.0.0.1:{port}/websocket/v1",
+        rest_retries=0, keep_warm=None,
+    )
+    try:
+        asking = asyncio.create_task(market.get_ticker("KRW-BTC"))
+        await connected.wait()
+        closing = asyncio.create_task(market.close())
+        await asyncio.sleep(0)  # close() has cancelled the request task and waits for it to end
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        with pytest.raises(ConfigError):
+            await asking
+        assert market.closed
+        assert market._http._session is None
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -192,3 +192,23 @@ def test_trade_chain_drops_a_trade_seen_twice() -> None:
         subject.on_next(trade)
     assert [t.sequential_id for t in got] == [1, 2, 3]
     assert pipeline.stats().duplicates == 1
+
+
+def test_auto_chain_below_the_failover_threshold_stays_on_the_websocket_without_an_error() -> None:
+    """With ``failure_threshold=2`` a lone "down" signal is no error for the subscriber: the chain stays on
+    the WebSocket (resubscribed at once); only two consecutive signals switch it to REST."""
+    scheduler = TestScheduler()
+    ws = scheduler.create_hot_observable(
+        on_next(210, ticker(1)), on_next(230, ticker(2, 102.0)), on_next(260, ticker(4, 104.0))
+    )
+    rest = scheduler.create_cold_observable(on_next(5, ticker(6, 106.0, source="rest")))
+    backoff = Status(kind="backoff", timestamp=0.0, connection=0)
+    down = scheduler.create_hot_observable(
+        on_next(220, backoff), on_next(240, backoff), on_next(245, backoff)
+    )
+    pipeline = ticker_pipeline(ws, rest, down=down, failure_threshold=2, reset_timeout=500.0,
+                               scheduler=scheduler)
+    results = scheduler.start(lambda: pipeline)
+    got = [(m.time, m.value.kind, getattr(m.value.value, "timestamp", None)) for m in results.messages]
+    assert got == [(210, "N", 1), (230, "N", 2), (250, "N", 6)]
+    assert pipeline.stats().circuit_opens == 1
