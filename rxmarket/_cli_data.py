@@ -25,8 +25,6 @@ import signal
 import sys
 from collections.abc import Awaitable, Iterator
 from datetime import UTC, datetime
-from heapq import merge
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -46,13 +44,14 @@ from rxmarket.storage import (
     Marker,
     backfill,
     event_ms,
-    iter_records,
     kind_of,
     record,
     replay,
     segment_paths,
     verify,
 )
+from rxmarket.storage._replay import MODEL_KINDS as MODEL_KINDS_SET
+from rxmarket.storage._replay import log_issue, merged_items
 
 __all__ = [
     "ReplayOptions",
@@ -557,27 +556,15 @@ def _channel_of(item: Any) -> str | None:
 
 
 def _items(options: ReplayOptions) -> Iterator[tuple[int, Any]]:
-    """``(time ms, model)`` of the recordings, filtered, in replay order (pulled one at a time)."""
+    """``(time ms, item)`` of the recordings, filtered, in replay order (pulled one at a time).
 
-    def one(path: Path) -> Iterator[tuple[int, Any]]:
-        for rec in iter_records(path):
-            item = rec.item
-            if isinstance(item, Marker):
-                continue
-            if options.kinds is not None and kind_of(item) not in options.kinds:
-                continue
-            if options.symbols is not None and item.symbol not in options.symbols:
-                continue
-            t = event_ms(item)
-            if options.start is not None and t < options.start:
-                continue
-            if options.end is not None and t >= options.end:
-                continue
-            yield t, item
-
-    sources = [one(p) for p in options.paths]
-    # As rxmarket.storage.replay: one recording in write order; several merged by time, ties in list order.
-    return sources[0] if len(sources) == 1 else merge(*sources, key=itemgetter(0))
+    The reading, filtering and merging of :func:`rxmarket.storage.replay`, damage reported the same way
+    (a warning on the ``rxmarket.storage`` logger); markers, if asked for, have no channel and are skipped.
+    """
+    return merged_items(
+        list(options.paths), MODEL_KINDS_SET if options.kinds is None else frozenset(options.kinds),
+        options.symbols, options.start, options.end, False, log_issue,
+    )
 
 
 class ReplayServer:

@@ -185,7 +185,9 @@ class DemoBoard:
         self.link = "connecting"
         self.circuits: dict[str, str] = {}
         self.last_event = "starting"
-        self.faults: list[_Fault] = []
+        self.faults: list[_Fault] = []  # injected and not healed yet; a healed one is only counted
+        self.injected_count = 0  # faults injected so far
+        self.healed = 0  # faults healed so far
         self.log: deque[str] = deque(maxlen=6)
         self.logged = 0  # lines ever written to ``log`` (it keeps the last few)
 
@@ -208,11 +210,15 @@ class DemoBoard:
         self._recent.append(now)
         if source != "websocket":
             return
-        for fault in self.faults:
-            if (fault.healed_at is None and fault.reconnected_at is not None
-                    and now >= fault.until and now > fault.reconnected_at):
-                fault.healed_at = now
-                self.note(f"healed:   {fault.describe(self.start)}")
+        healed = [f for f in self.faults
+                  if f.reconnected_at is not None and now >= f.until and now > f.reconnected_at]
+        if not healed:
+            return
+        for fault in healed:
+            fault.healed_at = now
+            self.healed += 1
+            self.note(f"healed:   {fault.describe(self.start)}")
+        self.faults = [f for f in self.faults if f.healed_at is None]
 
     def on_status(self, event: Status) -> None:
         """A status event of the market."""
@@ -225,7 +231,7 @@ class DemoBoard:
                 self.link = "live"
                 now = self.clock()
                 for fault in self.faults:
-                    if fault.healed_at is None and fault.reconnected_at is None and now >= fault.at:
+                    if fault.reconnected_at is None and now >= fault.at:
                         fault.reconnected_at = now
             elif kind == "backoff" and event.delay is not None:
                 self.link = f"backoff {event.delay:.1f}s"
@@ -242,6 +248,7 @@ class DemoBoard:
         """The fault schedule just injected ``step``."""
         fault = _Fault(step, self.clock())
         self.faults.append(fault)
+        self.injected_count += 1
         self.note(f"injected: {fault.describe(self.start)}")
 
     def note(self, line: str) -> None:
@@ -255,11 +262,6 @@ class DemoBoard:
     def elapsed(self) -> float:
         """Seconds since the demo started."""
         return self.clock() - self.start
-
-    @property
-    def healed(self) -> int:
-        """Faults healed so far."""
-        return sum(1 for f in self.faults if f.healed_at is not None)
 
     def rate(self) -> float:
         """Items per second over the last two seconds."""
@@ -367,7 +369,8 @@ def add_demo(sub: _SubParsers) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Run ``rxmarket demo``: 0 when it ran and stopped (after ``--seconds`` or Ctrl-C), 2 on bad input."""
+    """Run ``rxmarket demo``: 0 when it ran and stopped (after ``--seconds``, Ctrl-C or when its reader
+    went away), 2 on bad input."""
     if args.seconds is not None and not args.seconds > 0:
         _err("demo", f"--seconds must be > 0, got {args.seconds}")
         return EXIT_USAGE
@@ -377,6 +380,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     plain = args.plain or not sys.stdout.isatty()
     try:
         return asyncio.run(_demo(args.seconds, args.markets, faults=not args.no_faults, plain=plain))
+    except BrokenPipeError:  # the reader went away (`rxmarket demo | head`): a normal end
+        _quiet_stdout(sys.stdout)
+        return EXIT_OK
     except OSError as exc:
         _err("demo", f"cannot start the simulator on 127.0.0.1: {exc}")
         return EXIT_FAILED
@@ -448,11 +454,20 @@ async def _demo(seconds: float | None, markets: int, *, faults: bool, plain: boo
     via = ", ".join(f"{n} via {source}" for source, n in sorted(board.by_source.items())) or "none"
     print(
         f"demo stopped after {board.elapsed:.1f}s: {board.items} items ({via}); "
-        f"faults injected {len(board.faults)}, healed {board.healed}; "
+        f"faults injected {board.injected_count}, healed {board.healed}; "
         f"reconnects {stats.reconnects}, link drops {stats.disconnects}, REST polls {stats.polls}",
         flush=True,
     )
     return EXIT_OK
+
+
+def _quiet_stdout(out: TextIO) -> None:
+    """Point a closed pipe's descriptor at /dev/null: Python flushes stdout at exit, and on a closed pipe
+    that would fail once more, with a traceback."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
 
 
 def _banner(rest_url: str, faults: bool) -> str:
@@ -502,7 +517,11 @@ async def _show_plain(board: DemoBoard, market: MarketData, stop: asyncio.Event)
         printed = board.logged
         lines = list(board.log)[len(board.log) - new:]
         lines += plain_lines(board, market.stats())
-        print("\n".join(lines), flush=True)
+        try:
+            print("\n".join(lines), flush=True)
+        except BrokenPipeError:  # the reader went away (`| head`): the demo has no one left to show
+            stop.set()
+            raise
 
 
 async def _show_rich(board: DemoBoard, market: MarketData, stop: asyncio.Event) -> None:
@@ -669,9 +688,7 @@ async def _stream(args: argparse.Namespace, market: MarketData, out: TextIO) -> 
         for sig in stop_signals:
             loop.remove_signal_handler(sig)
         if printer.broken:
-            # Python flushes stdout at exit; on a closed pipe that would fail once more, with a traceback.
-            with contextlib.suppress(OSError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+            _quiet_stdout(out)
     if not printer.broken:
         with contextlib.suppress(BrokenPipeError):
             out.flush()

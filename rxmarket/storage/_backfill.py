@@ -64,14 +64,14 @@ from rxmarket.storage._reader import last_record, read_segment, segment_paths
 from rxmarket.storage._writer import RecordingWriter
 from rxmarket.transport.http import HttpClient
 
-__all__ = ["BackfillProgress", "HistorySource", "Kind", "backfill"]
+__all__ = ["FIXED_MS", "BackfillProgress", "HistorySource", "Kind", "backfill", "next_period"]
 
 Kind = Literal["candles", "trades"]
 
 DAY_MS: Final = 86_400_000
 MARKER_KIND: Final = "backfilled"
 TRADE_DAYS: Final = 7  # Upbit serves trades of the newest trade's day and 7 days before it
-_FIXED_MS: Final[dict[str, int]] = {
+FIXED_MS: Final[dict[str, int]] = {
     "1s": 1000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "10m": 600_000, "15m": 900_000,
     "30m": 1_800_000, "60m": 3_600_000, "240m": 14_400_000, "1d": DAY_MS, "1w": 7 * DAY_MS,
 }
@@ -181,8 +181,8 @@ def _protocol_of(market: object) -> UpbitProtocolConfig:
 def _floor(unit: str, ms: int) -> int:
     """The start of the ``unit`` period holding ``ms`` (UTC; weeks start on Monday)."""
     if unit == "1w":
-        return ms - (ms + _MONDAY_SHIFT) % _FIXED_MS["1w"]
-    step = _FIXED_MS.get(unit)
+        return ms - (ms + _MONDAY_SHIFT) % FIXED_MS["1w"]
+    step = FIXED_MS.get(unit)
     if step is not None:
         return ms - ms % step
     d = datetime.fromtimestamp(ms / 1000, tz=UTC)
@@ -190,9 +190,9 @@ def _floor(unit: str, ms: int) -> int:
     return calendar.timegm((d.year, month, 1, 0, 0, 0)) * 1000
 
 
-def _next(unit: str, start: int) -> int:
+def next_period(unit: str, start: int) -> int:
     """The start of the period after the one starting at ``start``."""
-    step = _FIXED_MS.get(unit)
+    step = FIXED_MS.get(unit)
     if step is not None:
         return start + step
     d = datetime.fromtimestamp(start / 1000, tz=UTC)
@@ -205,19 +205,19 @@ def _next(unit: str, start: int) -> int:
 def _ceil(unit: str, ms: int) -> int:
     """The first period start at or after ``ms``."""
     floor = _floor(unit, ms)
-    return floor if floor == ms else _next(unit, floor)
+    return floor if floor == ms else next_period(unit, floor)
 
 
 def _periods(unit: str, lo: int, hi: int, limit: int) -> tuple[int, int]:
     """``(n, b)``: the number of period starts in ``[lo, b)``, and ``b``: ``hi`` or the end of the
     ``limit``-th period from ``lo``, whichever comes first. ``lo`` is a period start below ``hi``."""
-    step = _FIXED_MS.get(unit)
+    step = FIXED_MS.get(unit)
     if step is not None:
         n = min(limit, math.ceil((hi - lo) / step))
         return n, min(hi, lo + n * step)
     n, t = 0, lo
     while n < limit and t < hi:
-        t = _next(unit, t)
+        t = next_period(unit, t)
         n += 1
     return n, min(t, hi)
 
@@ -500,7 +500,7 @@ def _resume_point(store: Path, kind: str, code: str, unit: str | None, lo: int) 
         assert unit is not None
         last = last_record(store, symbol=code, unit=unit)
         if last is not None and isinstance(last.item, Candle):
-            return max(lo, _next(unit, last.item.start)), set()
+            return max(lo, next_period(unit, last.item.start)), set()
         return lo, set()
     tail = _trade_tail(store, code)
     if tail is not None and tail[0] >= lo:

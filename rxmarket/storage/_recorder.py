@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -112,7 +113,12 @@ class Recorder:
             if self._done.is_set():
                 return
             self._waiters.append((loop, fut))
-        await fut
+        try:
+            await fut
+        finally:  # a waiter given up on (cancelled, timed out) is forgotten, not kept until close
+            with self._lock:
+                if (loop, fut) in self._waiters:
+                    self._waiters.remove((loop, fut))
 
     def __enter__(self) -> Recorder:
         return self
@@ -197,7 +203,8 @@ class Recorder:
                 self._done.set()
                 waiters, self._waiters = self._waiters, []
             for loop, fut in waiters:
-                loop.call_soon_threadsafe(_resolve, fut)
+                with contextlib.suppress(RuntimeError):  # its loop is closed: nobody is waiting any more
+                    loop.call_soon_threadsafe(_resolve, fut)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -30,7 +30,7 @@ from rxmarket.errors import ConfigError
 from rxmarket.storage._format import KINDS, Item, Marker, event_ms
 from rxmarket.storage._reader import ReadIssue, iter_records, recordings
 
-__all__ = ["Timeline", "historical_scheduler", "replay"]
+__all__ = ["MODEL_KINDS", "Timeline", "historical_scheduler", "log_issue", "merged_items", "replay"]
 
 log = logging.getLogger("rxmarket.storage")
 
@@ -42,7 +42,8 @@ _CHUNK = 1024  # items per action when emitting as fast as possible on a real sc
 _MS = timedelta(milliseconds=1)
 
 
-def _log_issue(issue: ReadIssue) -> None:
+def log_issue(issue: ReadIssue) -> None:
+    """The default ``on_issue`` of a replay: a warning on the ``rxmarket.storage`` logger."""
     log.warning("replay: %s in %s at offset %d (%d bytes): %s", issue.kind, issue.segment, issue.offset,
                 issue.size, issue.reason)
 
@@ -106,7 +107,7 @@ def _items(
         yield t, (item if cls is Marker else replace(item, source="replay"))
 
 
-def _merged(
+def merged_items(
     paths: list[Path],
     kinds: frozenset[str],
     symbols: frozenset[str] | None,
@@ -115,6 +116,7 @@ def _merged(
     by_receipt: bool,
     on_issue: Callable[[ReadIssue], None],
 ) -> Iterator[tuple[int, Item]]:
+    """``(time ms, item)`` of several recordings, filtered, merged by time (one recording: its order)."""
     sources = [_items(p, kinds, symbols, start, end, by_receipt, on_issue) for p in paths]
     if len(sources) == 1:
         return sources[0]
@@ -170,11 +172,11 @@ def replay(
     kind_set = _check_kinds(kinds)
     symbol_set = None if symbols is None else frozenset([symbols] if isinstance(symbols, str) else symbols)
     start_ms, end_ms = _to_ms(start, "start"), _to_ms(end, "end")
-    report = on_issue or _log_issue
+    report = on_issue or log_issue
     by_receipt = timeline == "received"
 
     def open_items() -> Iterator[tuple[int, Item]]:
-        return _merged(found, kind_set, symbol_set, start_ms, end_ms, by_receipt, report)
+        return merged_items(found, kind_set, symbol_set, start_ms, end_ms, by_receipt, report)
 
     if speed is None:
         return _as_fast_as_possible(open_items, scheduler)
@@ -320,9 +322,10 @@ def historical_scheduler(
     found = recordings(paths)
     kind_set = _check_kinds(kinds)
     symbol_set = None if symbols is None else frozenset([symbols] if isinstance(symbols, str) else symbols)
-    items = _merged(found, kind_set, symbol_set, _to_ms(start, "start"), None, timeline == "received",
-                    _log_issue)
+    items = merged_items(found, kind_set, symbol_set, _to_ms(start, "start"), None, timeline == "received",
+                         log_issue)
     first = next(items, None)
+    _close(items)  # only the first item was needed: close its segment file now
     if first is None:
         raise ConfigError(f"nothing to replay in {', '.join(map(str, found))} with these filters")
     return HistoricalScheduler(datetime.fromtimestamp(first[0] / 1000, tz=UTC))

@@ -28,18 +28,12 @@ import msgspec
 
 from rxmarket.errors import ConfigError
 from rxmarket.models import CANDLE_UNITS, Candle, Trade
+from rxmarket.storage._backfill import FIXED_MS, next_period
 from rxmarket.storage._checks import Check, default_checks
 from rxmarket.storage._format import Marker, event_ms, kind_of
 from rxmarket.storage._reader import ReadIssue, read_segment, segment_paths
 
 __all__ = ["CandleGap", "Finding", "IntegrityReport", "verify"]
-
-_DAY = 86_400_000
-_FIXED_MS: dict[str, int] = {
-    "1s": 1000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "10m": 600_000, "15m": 900_000,
-    "30m": 1_800_000, "60m": 3_600_000, "240m": 14_400_000, "1d": _DAY, "1w": 7 * _DAY,
-}
-
 
 class Finding(msgspec.Struct, frozen=True, kw_only=True):
     """One record that something is wrong with.
@@ -168,28 +162,18 @@ def _iso(ms: int) -> str:
         return str(ms)
 
 
-def _next_period(ms: int, unit: str) -> int:
-    """The start of the calendar month (``"1mo"``) or year (``"1y"``) after the one starting at ``ms``."""
-    d = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    if unit == "1y":
-        nxt = d.replace(year=d.year + 1)
-    else:
-        nxt = d.replace(year=d.year + (d.month == 12), month=d.month % 12 + 1)
-    return round(nxt.timestamp() * 1000)
-
-
 def _gaps(symbol: str, unit: str, starts: set[int]) -> list[CandleGap]:
     ordered = sorted(starts)
     out: list[CandleGap] = []
-    step = _FIXED_MS.get(unit)
+    step = FIXED_MS.get(unit)
     for a, b in itertools.pairwise(ordered):
         if step is not None:
             missing = (b - a) // step - 1 if b - a > step else 0
         else:
-            missing, t = 0, _next_period(a, unit)
+            missing, t = 0, next_period(unit, a)
             while t < b:
                 missing += 1
-                t = _next_period(t, unit)
+                t = next_period(unit, t)
         if missing > 0:
             out.append(CandleGap(symbol=symbol, unit=unit, after=a, before=b, missing=missing))
     return out
@@ -332,7 +316,7 @@ def verify(
             index += 1
     gaps: list[CandleGap] = []
     for (symbol, unit), starts in sorted(scan.candle_starts.items()):
-        if unit in _FIXED_MS or unit in ("1mo", "1y"):
+        if unit in FIXED_MS or unit in ("1mo", "1y"):
             gaps.extend(_gaps(symbol, unit, starts))
     missing = sum(g.missing for g in gaps)
     torn = [i for i in issues if i.kind == "torn_tail"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -451,6 +452,43 @@ async def test_replay_server_answers_ping_and_truncates_books(served: ReplayServ
     assert frame["type"] == "orderbook"
     assert frame["code"] == book.symbol
     assert len(frame["orderbook_units"]) == 1 < len(book.units)
+
+
+class _Noticed(logging.Handler):
+    """Sets an event when the ``rxmarket.storage`` logger reports damage (runs on the loop's thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.event = asyncio.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        self.event.set()
+
+
+async def test_replay_server_reports_damage_in_the_recording(tmp_path: Path) -> None:
+    """A torn tail met while serving is reported on the ``rxmarket.storage`` logger, as ``replay`` does."""
+    items = real_models()
+    write_store(tmp_path, items)
+    segment = segment_paths(tmp_path)[-1]
+    segment.write_bytes(segment.read_bytes()[:-10])
+    options = ReplayOptions(paths=(tmp_path,), speed=None, symbols=None, kinds=None, start=None, end=None)
+    server = ReplayServer(options)
+    noticed = _Noticed()
+    logger = logging.getLogger("rxmarket.storage")
+    logger.addHandler(noticed)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as ws:
+            await ws.send_str(json.dumps([{"ticket": "t"}, {"type": "ticker", "codes": [items[0].symbol]}]))
+            assert (await receive_json(ws))["type"] == "ticker"
+            async with asyncio.timeout(DEADLINE):
+                await noticed.event.wait()
+    finally:
+        logger.removeHandler(noticed)
+        await server.close()
+    assert any("torn_tail" in m and str(segment) in m for m in noticed.messages), noticed.messages
 
 
 @pytest.mark.parametrize(

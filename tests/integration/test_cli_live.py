@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import signal
 import socket
@@ -112,6 +113,31 @@ async def test_demo_stops_cleanly_on_ctrl_c() -> None:
     assert proc.returncode == 0, err.decode()
     assert out.decode().strip().splitlines()[-1].startswith("demo stopped after")
     assert b"Traceback" not in err
+
+
+@pytest.mark.slow
+async def test_demo_ends_when_its_reader_goes_away() -> None:
+    """``rxmarket demo | head``: once the pipe closes the demo stops by itself, status 0, no traceback."""
+    read_end, write_end = os.pipe()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", ENTRY, "demo", "--no-faults", stdout=write_end, stderr=asyncio.subprocess.PIPE,
+    )
+    os.close(write_end)
+    assert proc.stderr is not None
+    try:
+        async with asyncio.timeout(DEADLINE):
+            first = await asyncio.to_thread(os.read, read_end, 64)  # the banner comes at once
+            os.close(read_end)  # what `head -1` does after its line
+            err = await proc.stderr.read()
+            status = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert first.startswith(b"rxmarket demo:")
+    assert status == 0, err.decode()
+    assert b"Traceback" not in err
+    assert b"cannot start the simulator" not in err
 
 
 def test_demo_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
@@ -298,6 +324,20 @@ def test_board_waits_for_a_timed_fault_to_end() -> None:
     board.on_ticker(ticker_from("websocket", 2))
     assert board.healed == 1
     assert "0.1s after it ended" in board.log[-1]
+
+
+def test_board_forgets_healed_faults() -> None:
+    """Healed faults leave the board (counted, not kept): a demo that runs for days stays flat."""
+    clock = Clock()
+    board = DemoBoard(["KRW-BTC"], clock)
+    for i in range(500):
+        clock.now += 1.0
+        board.injected(FaultStep(float(i), "drop"))
+        board.on_status(Status(kind="reconnected", timestamp=0.0, connection=0))
+        clock.now += 0.1
+        board.on_ticker(ticker_from("websocket", i + 1))
+    assert (board.injected_count, board.healed) == (500, 500)
+    assert board.faults == []
 
 
 def test_board_status_line_shows_link_channel_and_circuit() -> None:

@@ -139,3 +139,21 @@ async def test_wait_closed_returns_when_the_stream_ends(tmp_path: Path, models: 
     await asyncio.wait_for(waiter, timeout=5)
     assert rec.closed
     assert _kinds(tmp_path / "r") == ["completed"]
+
+
+def test_an_abandoned_wait_closed_does_not_break_close(tmp_path: Path, models: Any) -> None:
+    """A ``wait_closed()`` cancelled in a loop that has since ended is forgotten: ``close()`` still works."""
+    data: Subject[Any] = Subject()
+    rec = record(data, tmp_path / "r", scheduler=TestScheduler(), clock=models.Clock())
+
+    async def give_up_waiting() -> None:
+        waiter = asyncio.ensure_future(rec.wait_closed())
+        await asyncio.sleep(0)  # let it register, then cancel it (as asyncio.wait_for does on a timeout)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+
+    asyncio.run(give_up_waiting())
+    rec.close()
+    assert rec.closed
+    assert _kinds(tmp_path / "r") == []
