@@ -46,7 +46,6 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
         level: orderbook grouping step (0: none).
         only_snapshot: send the snapshot and nothing after it.
         only_realtime: send no snapshot.
-        has_level: the client sent ``level`` (LIST_SUBSCRIPTIONS echoes it for orderbooks).
     """
 
     type: str
@@ -54,7 +53,6 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     level: float = 0.0
     only_snapshot: bool = False
     only_realtime: bool = False
-    has_level: bool = False
 
 
 class Request(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,7 +110,6 @@ def _subscription(obj: dict[str, Any], accept_camel: bool) -> Subscription:
         level=level,
         only_snapshot=_flag(obj, "is_only_snapshot", "isOnlySnapshot", accept_camel),
         only_realtime=_flag(obj, "is_only_realtime", "isOnlyRealtime", accept_camel),
-        has_level=level_raw is not None,
     )
 
 

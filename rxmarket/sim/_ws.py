@@ -204,10 +204,7 @@ class Connection:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for item in self.queue:
-            if isinstance(item[0], asyncio.Future) and not item[0].done():
-                item[0].cancel()
-        self.queue.clear()
+        self._drop_queue()
 
     def abort(self) -> None:
         """Drop the TCP connection without a close frame (the client sees 1006)."""
@@ -250,12 +247,20 @@ class Connection:
         if len(queue) > self.ctx.options.max_queue:
             # A client that cannot keep up is dropped, as an exchange would, rather than buffered forever.
             self.ctx.counters.slow_drops += 1
-            self.queue.clear()
+            self._drop_queue()
             self.abort()
             return
         if self._waiting:
             self._waiting = False
             self._wake.set()
+
+    def _drop_queue(self) -> None:
+        """Forget every queued frame; ``flushed()`` callers waiting on a marker return (nothing is left)."""
+        for item, _queued_at, _data in self.queue:
+            # Resolved, not cancelled: a cancelled marker would raise CancelledError in the waiting task.
+            if isinstance(item, asyncio.Future) and not item.done():
+                item.set_result(None)
+        self.queue.clear()
 
     async def flushed(self) -> None:
         """Wait until everything queued so far has been handed to the socket."""

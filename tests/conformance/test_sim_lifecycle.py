@@ -129,6 +129,45 @@ async def test_drain_waits_for_frames_to_be_written(sim: UpbitSimulator, http: H
         assert sim.stats.open[0].frames_sent == 25
 
 
+async def test_drain_returns_when_a_held_connection_is_dropped(sim: UpbitSimulator, http: Http) -> None:
+    """drain() over a connection whose frames are held (latency) returns normally when the socket drops."""
+    async with http.ws_connect(sim.ws_url) as ws:
+        await subscribe(ws, {"type": "trade", "codes": ["KRW-BTC"], "is_only_realtime": True})
+        await sim.wait_subscribed(["KRW-BTC"], "trade")
+        sim.faults.latency(30)
+        sim.step(1, "KRW-BTC")
+        await sim.wait_for(lambda: sim.stats.frames_delayed == 1)
+        draining = asyncio.create_task(sim.drain())
+        for _ in range(5):  # a few loop turns (not a wait for time): drain() queues its marker
+            await asyncio.sleep(0)
+        assert not draining.done()
+        assert sim.faults.disconnect() == 1
+        async with asyncio.timeout(5):  # a deadline: the drop must end the wait, not this
+            await draining
+        assert draining.result() is None  # returned, not cancelled
+        await sim.wait_connections(0)
+
+
+async def test_drain_returns_when_a_slow_connection_overflows() -> None:
+    """A connection dropped for overflowing max_queue does not leave drain() waiting forever."""
+    small = UpbitSimulator(markets=3, rate=0, options=fast_options(max_queue=4))
+    async with small as sim, aiohttp.ClientSession() as http, http.ws_connect(sim.ws_url) as ws:
+        await subscribe(ws, {"type": "trade", "codes": ["KRW-BTC"], "is_only_realtime": True})
+        await sim.wait_subscribed(["KRW-BTC"], "trade")
+        sim.faults.latency(30)
+        sim.step(1, "KRW-BTC")
+        await sim.wait_for(lambda: sim.stats.frames_delayed == 1)
+        draining = asyncio.create_task(sim.drain())
+        for _ in range(5):  # a few loop turns (not a wait for time): drain() queues its marker
+            await asyncio.sleep(0)
+        assert not draining.done()
+        sim.step(10, "KRW-BTC")
+        assert sim.stats.slow_drops == 1
+        async with asyncio.timeout(5):  # a deadline: the drop must end the wait, not this
+            await draining
+        assert draining.result() is None  # returned, not cancelled
+
+
 async def test_the_market_moves_by_itself_at_rate(http: Http) -> None:
     """With rate > 0 trades arrive without step()."""
     busy = UpbitSimulator(markets=3, rate=500, options=fast_options())
