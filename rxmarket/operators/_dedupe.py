@@ -177,8 +177,9 @@ def dedupe(
 
     With no arguments each model is keyed naturally (:mod:`rxmarket.policy.keys`): a trade by
     ``(symbol, sequential_id)`` (a resent trade is dropped), a candle by ``(symbol, unit, start)`` (a newer
-    version of an open candle passes, an identical or older resend is dropped), a ticker or book by
-    ``symbol`` (only a newer ``timestamp`` passes).
+    version of an open candle passes, an identical or older resend is dropped), a ticker by ``symbol`` and
+    a book by ``(level, symbol)`` (only a newer version passes: ``timestamp``, for tickers then the last
+    trade's time and the day's volume). Keys of different models never collide.
 
     Examples:
         >>> trades.pipe(ops.dedupe())                                # by (symbol, sequential_id)

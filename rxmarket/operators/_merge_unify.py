@@ -6,9 +6,10 @@ Marble (tickers of one market; ``R`` = REST poll, ``W`` = WebSocket; the digit i
     websocket:   -------W2--W3------W4--W5-----------|
     merge_unify: ----R1-W2--W3------W4--W5---------|   R3 repeats W3 (dropped), R5 repeats W5
 
-Per key (:mod:`rxmarket.policy.keys`: a ticker's or book's symbol, a trade's ``(symbol,
-sequential_id)``, a candle's ``(symbol, unit, start)``) an item is emitted only if its version (exchange
-``timestamp``, then a sequence where the model has one) is newer than the last one emitted, so the output
+Per key (:mod:`rxmarket.policy.keys`: a ticker's symbol, a book's ``(level, symbol)``, a trade's
+``(symbol, sequential_id)``, a candle's ``(symbol, unit, start)``; keys of different models never collide)
+an item is emitted only if its version (exchange ``timestamp``, then what orders updates of one
+millisecond where the model has it) is newer than the last one emitted, so the output
 is monotonic per key. Items are never changed: ``source`` still says which channel each one came from.
 
 Optionally (``tolerance=``) the channels are checked against each other: when two channels' latest items
@@ -245,11 +246,12 @@ class MergeUnify(Observable[_T], Generic[_T]):
         table, limit, trim = store.table, store.limit, store.trim
         held, seen_again = table.get, table.move_to_end
         compare = self._comparer(index, latest) if latest is not None else None
+        # Several sources: one item at a time. Bound acquire/release in try/finally cost half a with block.
+        acquire, release = (lock.acquire, lock.release) if lock is not None else (None, None)
 
         def on_next(item: Any) -> None:
-            # Several sources: one item at a time. acquire/release in try/finally costs half a with block.
-            if lock is not None:
-                lock.acquire()
+            if acquire is not None:
+                acquire()
             try:
                 found: list[Divergence] | None = None
                 try:
@@ -295,8 +297,8 @@ class MergeUnify(Observable[_T], Generic[_T]):
                 else:
                     reports.stale += 1
             finally:
-                if lock is not None:
-                    lock.release()
+                if release is not None:
+                    release()
 
         return on_next
 

@@ -154,14 +154,19 @@ def check_orderbook(b: Orderbook) -> Failure | None:
     # sizes >= 0 (NaN fails every comparison). Ascending asks need only the last one checked for
     # finiteness, descending bids only the last one for positivity. Anything else (padding included)
     # takes the slow path, which also says what is wrong.
+    # Each price is read once: the walrus stores it as the next level's bound after the old bound was
+    # loaded for the comparison (left operand first). On failure the bounds are garbage, but unused.
     last_ask = 0.0
     last_bid = _INF
     for u in b.units:
-        if last_ask < u.ask_price and u.bid_price < last_bid and u.ask_size >= 0.0 and u.bid_size >= 0.0:
-            last_ask = u.ask_price
-            last_bid = u.bid_price
-        else:
-            return _book_failure(b)
+        if (
+            last_ask < (last_ask := u.ask_price)
+            and last_bid > (last_bid := u.bid_price)
+            and u.ask_size >= 0.0
+            and u.bid_size >= 0.0
+        ):
+            continue
+        return _book_failure(b)
     if not (
         last_ask < _INF
         and last_bid > 0.0

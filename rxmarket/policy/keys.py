@@ -7,17 +7,20 @@ key) and *how new is it* (its version). The answers per model:
 model           natural key                     version (larger = newer)
 ==============  ==============================  =====================================================
 ``Ticker``      ``symbol``                      ``(timestamp, trade_timestamp, acc_trade_volume)``
-``Orderbook``   ``(symbol, level)``             ``timestamp`` (Upbit sends whole books, no sequence)
+``Orderbook``   ``(level, symbol)``             ``timestamp`` (Upbit sends whole books, no sequence)
 ``Trade``       ``(symbol, sequential_id)``     none needed (one id is one trade); ``(timestamp,
                                                 sequential_id)`` under a caller's coarser key
 ``Candle``      ``(symbol, unit, start)``       ``(timestamp or -1, volume, value)``
 ==============  ==============================  =====================================================
 
-Keys never collide across models, so one operator can serve a stream that mixes them: a ticker and a book
-of one market are two things (a book's key is a tuple, a ticker's a string), and books of one market at two
-price groupings (``level``) are two books. Every key and version is built by ``operator.attrgetter`` (in C),
-except a candle's version. Every Upbit ticker carries ``trade_timestamp`` and ``acc_trade_volume``; tickers
-built by hand should carry both too (or neither), since ``None`` does not order against a number.
+Keys never collide across models, so one operator can serve a stream that mixes them: each model's keys
+have their own shape (a string; a pair that starts with a ``float | None``; a pair that starts with a
+string; a triple), so a ticker and a book of one market are two things, and so are a book at ``level``
+``1.0`` and trade ``1`` (``(1.0, s) != (s, 1)``, where ``(s, 1.0) == (s, 1)`` would be one key). Books of
+one market at two price groupings (``level``) are two books. Every key and version is built by
+``operator.attrgetter`` (in C), except a candle's version. Every Upbit ticker carries ``trade_timestamp``
+and ``acc_trade_volume``; tickers built by hand should carry both too (or neither), since ``None`` does not
+order against a number.
 
 Tickers and books are *states*: the newest one per market replaces the others. A ticker's ``timestamp`` is
 only milliseconds and a busy market sends several tickers in one millisecond; every trade adds to the day's
@@ -77,7 +80,7 @@ def _candle_version(candle: Candle) -> tuple[int, float, float]:
 # attrgetter builds keys and versions in C: no Python frame per item on the hot path.
 NATURAL_KEYS: Final[Mapping[type, KeyFn]] = {
     Ticker: attrgetter("symbol"),
-    Orderbook: attrgetter("symbol", "level"),
+    Orderbook: attrgetter("level", "symbol"),  # level first: a trade's key is (symbol, int)
     Trade: attrgetter("symbol", "sequential_id"),
     Candle: attrgetter("symbol", "unit", "start"),
 }

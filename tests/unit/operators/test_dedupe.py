@@ -151,6 +151,24 @@ def test_a_ticker_and_a_book_of_one_market_are_different_keys() -> None:
     assert results.messages == [on_next(210, ticker(5)), on_next(220, book)]
 
 
+def test_a_book_at_a_level_and_a_trade_of_that_number_are_different_keys() -> None:
+    """A book grouped at level 1.0 and trade 1 of one market are two things (1.0 == 1 as numbers)."""
+    book = Orderbook.from_levels(
+        symbol="KRW-BTC", timestamp=4, asks=[(101.0, 1.0)], bids=[(99.0, 1.0)], level=1.0
+    )
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(210, book), on_next(220, trade(1)))
+    results = scheduler.start(lambda: xs.pipe(ops.dedupe()))
+    assert results.messages == [on_next(210, book), on_next(220, trade(1))]
+
+
+def test_natural_keys_of_the_four_models_never_collide() -> None:
+    """Keys of different models of one market (same numbers in every slot) are all distinct."""
+    book = Orderbook.from_levels(symbol="KRW-BTC", timestamp=1, asks=[(101.0, 1.0)], bids=[], level=1.0)
+    keys = [natural_key(ticker(1)), natural_key(book), natural_key(trade(1)), natural_key(candle(1, 1, 1.0))]
+    assert len(set(keys)) == 4
+
+
 def test_two_tickers_of_one_millisecond_are_both_new() -> None:
     """Several trades in one millisecond give several tickers: the later one (more day volume) passes."""
     first = msgspec.structs.replace(ticker(5), acc_trade_volume=10.0, trade_timestamp=5)

@@ -178,6 +178,18 @@ def test_trades_are_events_each_passes_once() -> None:
     ]
 
 
+def test_mixed_models_of_one_market_keep_their_own_keys() -> None:
+    """In one mixed stream a ticker, a book at level 1.0 and trade 1 of one market all pass."""
+    book = Orderbook.from_levels(
+        symbol="KRW-BTC", timestamp=1, asks=[(101.0, 1.0)], bids=[(99.0, 1.0)], level=1.0
+    )
+    items: list[Any] = [ticker(5), book, trade(1, 1)]
+    out: list[Any] = []
+    unify = ops.merge_unify(reactivex.from_iterable(items))
+    unify.subscribe(out.append)
+    assert (out, unify.stats().keys) == (items, 0)
+
+
 def test_candles_newest_version_per_start() -> None:
     """Candles: per (symbol, unit, start) a later tick wins; another minute is another key."""
 

@@ -34,6 +34,7 @@ from rxmarket.policy.checks import (
     repair_ticker,
     repair_trade,
 )
+from rxmarket.policy.checks import _book_failure as book_failure_slow_path
 
 on_next, on_error, on_completed = ReactiveTest.on_next, ReactiveTest.on_error, ReactiveTest.on_completed
 
@@ -423,6 +424,28 @@ def test_older_timestamp_per_symbol_is_rejected() -> None:
     assert [r.check for r in op.quarantine.recent()] == ["timestamp_order"]
 
 
+def test_a_book_is_not_held_back_by_a_newer_ticker_of_its_market() -> None:
+    """Tickers and books of one market are separate streams: a book older than the last ticker passes."""
+    book = Orderbook.from_levels(symbol="KRW-BTC", timestamp=900, asks=[(101.0, 1.0)], bids=[(99.0, 1.0)])
+    out: list[Any] = []
+    op = ops.validate()
+    reactivex.of(ticker(1_000), book).pipe(op).subscribe(out.append)
+    assert (out, op.quarantine.stats().passed) == ([ticker(1_000), book], 2)
+
+
+def test_books_at_two_levels_keep_their_own_watermark() -> None:
+    """A book grouped at another price level is another stream: its older timestamp is not a step back."""
+    def book(ts: int, level: float | None) -> Orderbook:
+        return Orderbook.from_levels(
+            symbol="KRW-BTC", timestamp=ts, asks=[(101.0, 1.0)], bids=[(99.0, 1.0)], level=level
+        )
+
+    out: list[Any] = []
+    books_in = [book(1_000, None), book(900, 10.0), book(800, None)]
+    reactivex.from_iterable(books_in).pipe(ops.validate()).subscribe(out.append)
+    assert out == [book(1_000, None), book(900, 10.0)]
+
+
 def test_rejected_item_does_not_move_the_watermark() -> None:
     """A far-future ticker that fails another check does not block the good tickers after it."""
     out: list[Ticker] = []
@@ -719,6 +742,25 @@ def test_property_correct_mode_emits_only_valid_items(items: list[Any]) -> None:
     assert all(ORACLE[type(x)](x) for x in out)
     stats = op.quarantine.stats()
     assert stats.passed + stats.corrected + stats.dropped == len(items)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    book=st.one_of(
+        books(),
+        st.builds(
+            lambda units, ts, total: Orderbook(
+                symbol="A", timestamp=ts, units=tuple(units), total_ask_size=total, total_bid_size=1.0
+            ),
+            st.lists(st.builds(OrderbookUnit, prices, prices, sizes, sizes), max_size=4),
+            st.integers(-1, 2),
+            sizes,
+        ),
+    )
+)
+def test_property_book_fast_path_agrees_with_the_slow_path(book: Orderbook) -> None:
+    """check_orderbook's fast path gives the verdict of the slow path, which examines every rule in turn."""
+    assert check_orderbook(book) == book_failure_slow_path(book)
 
 
 @settings(max_examples=200, deadline=None)
