@@ -7,7 +7,6 @@ Everything a bad argument or setting can get wrong is checked here, at the call,
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from typing import Final, Literal, get_args
 
@@ -17,7 +16,7 @@ from rxmarket.aio import OVERFLOW_POLICIES, Overflow
 from rxmarket.errors import ConfigError
 from rxmarket.exchanges.upbit._source_config import DEFAULT_STALENESS
 from rxmarket.exchanges.upbit.endpoints import REST_URL, WS_URL
-from rxmarket.exchanges.upbit.protocol import ORDERBOOK_DEPTHS
+from rxmarket.exchanges.upbit.protocol import ORDERBOOK_DEPTHS, market_code
 from rxmarket.exchanges.upbit.source import SourceConfig, SourceStats
 from rxmarket.operators._validate import OnInvalid
 from rxmarket.policy.backoff import BackoffPolicy
@@ -35,7 +34,6 @@ __all__ = [
 Channel = Literal["auto", "rest", "websocket"]
 CHANNELS: Final[tuple[str, ...]] = get_args(Channel)
 _ON_INVALID: Final = get_args(OnInvalid)
-_MARKET = re.compile(r"[A-Z0-9]+-[A-Z0-9]+")
 
 
 def _default_backoff() -> BackoffPolicy:
@@ -261,9 +259,7 @@ def check_markets(markets: str | Iterable[str]) -> tuple[str, ...]:
         raise ConfigError(f"markets must be a code or a list of codes like 'KRW-BTC': {markets!r}") from None
     codes: dict[str, None] = {}
     for market in given:
-        if not isinstance(market, str) or not _MARKET.fullmatch(market.strip().upper()):
-            raise ConfigError(f"market code {market!r} is not QUOTE-BASE, e.g. 'KRW-BTC'")
-        codes[market.strip().upper()] = None
+        codes[market_code(market)] = None
     if not codes:
         raise ConfigError("at least one market code is needed, e.g. ['KRW-BTC']")
     return tuple(codes)

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import msgspec
 
 from rxmarket.errors import ConfigError
-from rxmarket.exchanges.upbit.protocol import DEFAULT_CONFIG, UpbitProtocolConfig
+from rxmarket.exchanges.upbit.protocol import DEFAULT_CONFIG, UpbitProtocolConfig, market_code
 from rxmarket.models import CANDLE_UNITS
 
 __all__ = [
@@ -176,7 +176,7 @@ def trades_ticks(
     Raises:
         ConfigError: a malformed code or ``to``, or a number outside its range.
     """
-    params = [("market", _code(market))]
+    params = [("market", market_code(market))]
     if to is not None:
         if not isinstance(to, str) or not _HHMMSS.fullmatch(to):
             raise ConfigError(f"trades 'to' must be a UTC time 'HHmmss' or 'HH:mm:ss', got {to!r}")
@@ -233,7 +233,7 @@ def candles(
             ``converting_price_unit`` on a unit other than ``"1d"``.
     """
     path = candle_path(unit)
-    params = [("market", _code(market))]
+    params = [("market", market_code(market))]
     if to is not None:
         params.append(("to", _iso_utc(to)))
     if count is not None:
@@ -250,13 +250,6 @@ def candles(
 # ---------------------------------------------------------------------------------------------------------
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MARKET = re.compile(r"[A-Z0-9]+-[A-Z0-9]+")
-
-
-def _code(code: str) -> str:
-    if not isinstance(code, str) or not _MARKET.fullmatch(code.strip().upper()):
-        raise ConfigError(f"market code {code!r} is not QUOTE-BASE, e.g. 'KRW-BTC'")
-    return code.strip().upper()
 
 
 def _listed(items: Iterable[str], what: str) -> list[str]:
@@ -270,7 +263,7 @@ def _listed(items: Iterable[str], what: str) -> list[str]:
 
 def _codes(markets: Iterable[str]) -> str:
     """Comma-joined upper-case codes (REST accepts any case; one spelling keeps caches consistent)."""
-    return ",".join(_code(c) for c in _listed(markets, "market codes"))
+    return ",".join(market_code(c) for c in _listed(markets, "market codes"))
 
 
 def _count(value: int, maximum: int, what: str) -> int:

@@ -99,6 +99,7 @@ __all__ = [
     "decode_ws_many",
     "decoder_for",
     "error_from_response",
+    "market_code",
     "parse_remaining_req",
 ]
 
@@ -997,6 +998,17 @@ def _format(fmt: str) -> str:
 _CODE = re.compile(r"[A-Z0-9]+-[A-Z0-9]+")
 
 
+def market_code(code: object) -> str:
+    """A market code in Upbit's spelling: ``" krw-btc"`` -> ``"KRW-BTC"`` (WebSocket codes are upper case).
+
+    Raises:
+        ConfigError: ``code`` is not ``QUOTE-BASE`` (letters and digits on each side of one dash).
+    """
+    if not isinstance(code, str) or not _CODE.fullmatch(normal := code.strip().upper()):
+        raise ConfigError(f"market code {code!r} is not QUOTE-BASE, e.g. 'KRW-BTC'")
+    return normal
+
+
 def _check_subscription(sub: Subscription) -> None:
     """Reject what Upbit would refuse (an error frame closes the socket) or silently ignore."""
     if not isinstance(sub, Subscription):
@@ -1007,10 +1019,10 @@ def _check_subscription(sub: Subscription) -> None:
     if isinstance(codes, str) or not sub.codes:
         raise ConfigError(f"codes must be a non-empty sequence of market codes, got {sub.codes!r}")
     for code in sub.codes:
-        if not isinstance(code, str) or not _CODE.fullmatch(code.strip().upper()):
-            raise ConfigError(
-                f"market code {code!r} is not QUOTE-BASE (e.g. 'KRW-BTC'); give orderbook depth as depth="
-            )
+        try:
+            market_code(code)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; give orderbook depth as depth=, not as a '.N' suffix") from None
     if sub.channel != "orderbook" and (sub.depth is not None or sub.level is not None):
         raise ConfigError(f"depth and level apply to the orderbook channel only, not {sub.channel!r}")
     if sub.depth is not None and (isinstance(sub.depth, bool) or sub.depth not in ORDERBOOK_DEPTHS):

@@ -71,7 +71,7 @@ from rxmarket.exchanges.upbit._source_registry import (
 )
 from rxmarket.exchanges.upbit._source_shard import ShardPlan
 from rxmarket.exchanges.upbit._source_stale import StaleWatch
-from rxmarket.exchanges.upbit.protocol import CHANNELS, KEEPALIVE, ORDERBOOK_DEPTHS, decoder_for
+from rxmarket.exchanges.upbit.protocol import CHANNELS, KEEPALIVE, ORDERBOOK_DEPTHS, decoder_for, market_code
 from rxmarket.models import Candle, Orderbook, Status, Ticker, Trade
 from rxmarket.policy.ratelimit import SlidingWindowLimiter
 from rxmarket.transport import AiohttpWsClient, HttpClient, WebsocketsWsClient, WsEvent
@@ -79,7 +79,6 @@ from rxmarket.transport.ws import WsClient, WsStats
 
 __all__ = ["SourceConfig", "SourceStats", "UpbitSource"]
 
-_SYMBOL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 _KIND_INDEX = {"ticker": 0, "orderbook": 1, "trade": 2}  # anything else is a candle channel: 3
 _ROUTED: dict[str, type] = {"ticker": Ticker, "orderbook": Orderbook, "trade": Trade}
 
@@ -245,7 +244,7 @@ class UpbitSource:
             raise ConfigError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
         if isinstance(symbols, str):
             symbols = [symbols]
-        codes = list(dict.fromkeys(_check_symbol(s) for s in symbols))
+        codes = list(dict.fromkeys(market_code(s) for s in symbols))
         if not codes:
             raise ConfigError("stream_many() needs at least one market code")
         if depth is not None:
@@ -291,7 +290,7 @@ class UpbitSource:
         """
         if isinstance(symbols, str):
             symbols = [symbols]
-        codes = [_check_symbol(s) for s in symbols]
+        codes = [market_code(s) for s in symbols]
         if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
             raise ConfigError(f"interval must be > 0 seconds, got {interval!r}")
         if kind == "ticker":
@@ -318,7 +317,7 @@ class UpbitSource:
         self, symbol: str, unit: str, count: int, *, to: str | int | None = None
     ) -> Observable[Candle]:
         """REST candle history, paged backwards, emitted oldest first (cold; see :mod:`.history`)."""
-        code = _check_symbol(symbol)
+        code = market_code(symbol)
         return history.candles(
             self._http, code, unit, count, to=to, config=self.config.protocol, tasks=self._tasks
         )
@@ -335,7 +334,7 @@ class UpbitSource:
     ) -> Observable[Trade]:
         """REST trade history, paged backwards, emitted oldest first (cold; see :mod:`.history`)."""
         return history.trades(
-            self._http, _check_symbol(symbol), count, cursor=cursor, to=to, days_ago=days_ago, since=since,
+            self._http, market_code(symbol), count, cursor=cursor, to=to, days_ago=days_ago, since=since,
             config=self.config.protocol, tasks=self._tasks,
         )
 
@@ -399,7 +398,7 @@ class UpbitSource:
 
     def connection_of(self, symbol: str) -> int | None:
         """The id of the connection carrying ``symbol`` now, or ``None``."""
-        return self._plan.connection_of(_check_symbol(symbol))
+        return self._plan.connection_of(market_code(symbol))
 
     async def wait_live(self) -> None:
         """Wait until every connection has a live link (returns at once with none).
@@ -767,14 +766,6 @@ class UpbitSource:
         loop.call_exception_handler({"message": message, "exception": exc})
 
 
-def _check_symbol(symbol: str) -> str:
-    if not isinstance(symbol, str):
-        raise ConfigError(f"a market code is a string like 'KRW-BTC', got {symbol!r}")
-    code = symbol.strip().upper()
-    quote, dash, base = code.partition("-")
-    if not (dash and quote and base and set(code) <= _SYMBOL_CHARS and "-" not in base):
-        raise ConfigError(f"market code {symbol!r} is not QUOTE-BASE, e.g. 'KRW-BTC'")
-    return code
 
 
 def _ws_tuple(s: WsStats) -> tuple[int, ...]:

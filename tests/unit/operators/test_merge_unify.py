@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Hashable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import reactivex
+from _docs import run_doc_example
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex.subject import Subject
@@ -25,18 +24,6 @@ from rxmarket.policy.keys import NEW, NEWER, KeyStore, natural_key, natural_vers
 on_next, on_error, on_completed = ReactiveTest.on_next, ReactiveTest.on_error, ReactiveTest.on_completed
 
 
-DOCS = Path(__file__).resolve().parents[3] / "docs" / "reference" / "operators"
-
-
-def run_doc_example(page: str, capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
-    """Run the page's example and return (what it printed, the output the page shows)."""
-    text = (DOCS / page).read_text(encoding="utf-8")
-    code = re.search(r"## Example\n\n```python\n(.*?)```", text, re.S)
-    shown = re.search(r"Output:\n\n```text\n(.*?)```", text, re.S)
-    assert code is not None
-    assert shown is not None
-    exec(compile(code.group(1), str(DOCS / page), "exec"), {})
-    return capsys.readouterr().out, shown.group(1)
 
 
 def ticker(ts: int, source: str = "websocket", price: float = 100.0, symbol: str = "KRW-BTC") -> Ticker:
