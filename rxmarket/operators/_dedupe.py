@@ -22,6 +22,7 @@ from reactivex.disposable import CompositeDisposable, Disposable
 
 from rxmarket._scheduler import default_scheduler
 from rxmarket.errors import ConfigError
+from rxmarket.operators._fused import fuse_dedupe
 from rxmarket.policy.keys import (
     NATURAL_PAIRS,
     NEW,
@@ -94,28 +95,32 @@ class Dedupe:
             keys=sum(len(s) for s in live),
         )
 
+    @property
+    def natural(self) -> bool:
+        """Whether items are keyed and versioned naturally (no ``key``/``version`` given)."""
+        return self._key is None and self._version is None
+
     def __call__(self, source: Observable[_T]) -> Observable[_T]:
-        """Deduplicate ``source``: each subscription has its own key store."""
+        """Deduplicate ``source``: each subscription has its own key store.
+
+        Right after a ``merge_unify`` with natural keys, a natural ``dedupe`` runs in the same item handler
+        (see :mod:`rxmarket.operators._fused`): it reuses the key and version ``merge_unify`` computed, and
+        keeps its own key store, counters and verdicts.
+        """
+        fused = fuse_dedupe(source, self)
+        if fused is not None:
+            return fused
         key_fn, version_fn = self._key, self._version
-        natural = key_fn is None and version_fn is None
         natural_for = NATURAL_PAIRS.get
 
         def subscribe(
             observer: abc.ObserverBase[_T], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            store = KeyStore(self._max_keys, self._ttl)
-            offer = store.offer
-            # Without ttl, KeyStore.offer is inlined below: a method call is a sizeable part of the cost.
-            table, limit, trim = store.table, store.limit, store.trim
-            held, seen_again = table.get, table.move_to_end
-            clock = (
-                default_scheduler(self._scheduler or scheduler) if self._ttl is not None else None
-            )
-            self._live.add(store)
+            offer, release = self.keyed(observer.on_next, observer.on_error, scheduler)
 
             def on_next(item: _T) -> None:
                 try:
-                    if natural:
+                    if key_fn is None and version_fn is None:
                         entry = natural_for(type(item))
                         if entry is None:
                             raise no_natural_error(item, "key")
@@ -126,36 +131,10 @@ class Dedupe:
                         key = natural_key(item) if key_fn is None else key_fn(item)
                         # A caller's key without a version: any repeat of a held key is a repeat.
                         version = None if version_fn is None else version_fn(item)
-                    if clock is not None:
-                        verdict = offer(key, version, clock.now.timestamp())
-                    else:
-                        old = held(key, _MISSING)  # = offer(key, version): only NEW and NEWER matter here
-                        if old is _MISSING:
-                            table[key] = version
-                            if len(table) > limit:
-                                trim()
-                            verdict = NEW
-                        else:
-                            seen_again(key)
-                            if version is not None and version > old:
-                                table[key] = version
-                                verdict = NEWER
-                            else:
-                                verdict = SAME
                 except Exception as exc:  # a caller's key/version function failed, or an unknown type
                     observer.on_error(exc)
                     return
-                if verdict <= NEWER:
-                    self._passed += 1
-                    observer.on_next(item)
-                else:
-                    self._dropped += 1
-
-            def release() -> None:
-                self._live.discard(store)
-                self._evicted += store.evicted
-                self._expired += store.expired
-                store.clear()
+                offer(item, key, version)
 
             subscription = source.subscribe(
                 on_next, observer.on_error, observer.on_completed, scheduler=scheduler
@@ -163,6 +142,60 @@ class Dedupe:
             return CompositeDisposable(subscription, Disposable(release))
 
         return Observable(subscribe)
+
+    def keyed(
+        self,
+        emit: Callable[[Any], None],
+        fail: Callable[[Exception], None],
+        scheduler: abc.SchedulerBase | None,
+    ) -> tuple[Callable[[Any, Hashable, Any], None], Callable[[], None]]:
+        """The per-subscription core: ``offer(item, key, version)`` and the ``release`` of its key store.
+
+        ``offer`` emits the item (``emit``) if its key is new or its version newer, else counts it dropped;
+        a version that does not compare with the one held goes to ``fail``.
+        """
+        store = KeyStore(self._max_keys, self._ttl)
+        store_offer = store.offer
+        # Without ttl, KeyStore.offer is inlined below: a method call is a sizeable part of the cost.
+        table, limit, trim = store.table, store.limit, store.trim
+        held, seen_again = table.get, table.move_to_end
+        clock = default_scheduler(self._scheduler or scheduler) if self._ttl is not None else None
+        self._live.add(store)
+
+        def offer(item: Any, key: Hashable, version: Any) -> None:
+            try:
+                if clock is not None:
+                    verdict = store_offer(key, version, clock.now.timestamp())
+                else:
+                    old = held(key, _MISSING)  # = store_offer(key, version): only NEW and NEWER matter here
+                    if old is _MISSING:
+                        table[key] = version
+                        if len(table) > limit:
+                            trim()
+                        verdict = NEW
+                    else:
+                        seen_again(key)
+                        if version is not None and version > old:
+                            table[key] = version
+                            verdict = NEWER
+                        else:
+                            verdict = SAME
+            except Exception as exc:  # versions that do not compare (a caller's version function)
+                fail(exc)
+                return
+            if verdict <= NEWER:
+                self._passed += 1
+                emit(item)
+            else:
+                self._dropped += 1
+
+        def release() -> None:
+            self._live.discard(store)
+            self._evicted += store.evicted
+            self._expired += store.expired
+            store.clear()
+
+        return offer, release
 
 
 def dedupe(

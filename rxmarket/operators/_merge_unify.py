@@ -171,10 +171,32 @@ class MergeUnify(Observable[_T], Generic[_T]):
     def _subscribe_core(
         self, observer: abc.ObserverBase[_T], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
+        return self.subscribe_stages(observer, scheduler)
+
+    @property
+    def natural(self) -> bool:
+        """Whether items are keyed and versioned naturally (no ``key``/``version`` given)."""
+        return self._settings.key is None and self._settings.version is None
+
+    def subscribe_stages(
+        self,
+        observer: abc.ObserverBase[Any],
+        scheduler: abc.SchedulerBase | None,
+        emit: Callable[[Any], None] | None = None,
+        keyed: Callable[[Any, Hashable, Any], None] | None = None,
+        release_stages: Callable[[], None] | None = None,
+    ) -> abc.DisposableBase:
+        """Subscribe the sources; each item that passes goes to ``keyed(item, key, version)`` if given,
+        else to ``emit(item)`` (default ``observer.on_next``). Errors and completion go to ``observer``.
+
+        This is how later operators run in the same item handler (:mod:`rxmarket.operators._fused`);
+        ``release_stages`` is called after the sources are disposed.
+        """
         sources = self._sources
         if not sources:
             observer.on_completed()
-            return Disposable()
+            return Disposable(release_stages) if release_stages is not None else Disposable()
+        pass_on = emit if emit is not None else observer.on_next
         reports = self._reports
         store = KeyStore(self._settings.max_keys, None)
         reports.live.add(store)
@@ -187,13 +209,15 @@ class MergeUnify(Observable[_T], Generic[_T]):
             reports.live.discard(store)
             reports.evicted += store.evicted
             store.clear()
+            if release_stages is not None:
+                release_stages()
 
         group = CompositeDisposable()
         if len(sources) == 1:
             # One source needs no lock: Rx already delivers its items one at a time.
             group.add(
                 sources[0].subscribe(
-                    self._on_next_for(0, observer, store, latest, None),
+                    self._on_next_for(0, observer, pass_on, keyed, store, latest, None),
                     observer.on_error,
                     observer.on_completed,
                     scheduler=scheduler,
@@ -221,7 +245,7 @@ class MergeUnify(Observable[_T], Generic[_T]):
             inner = SingleAssignmentDisposable()
             group.add(inner)
             inner.disposable = source.subscribe(
-                self._on_next_for(index, observer, store, latest, lock),
+                self._on_next_for(index, observer, pass_on, keyed, store, latest, lock),
                 on_error,
                 on_completed,
                 scheduler=scheduler,
@@ -232,7 +256,9 @@ class MergeUnify(Observable[_T], Generic[_T]):
     def _on_next_for(
         self,
         index: int,
-        observer: abc.ObserverBase[_T],
+        observer: abc.ObserverBase[Any],
+        emit: Callable[[Any], None],
+        keyed: Callable[[Any, Hashable, Any], None] | None,
         store: KeyStore,
         latest: OrderedDict[Hashable, list[Any]] | None,
         lock: threading.RLock | None,
@@ -291,7 +317,10 @@ class MergeUnify(Observable[_T], Generic[_T]):
                         reports.subject.on_next(divergence)
                 if verdict <= NEWER:
                     reports.passed += 1
-                    observer.on_next(item)
+                    if keyed is None:
+                        emit(item)
+                    else:
+                        keyed(item, key, version)
                 elif verdict == SAME:
                     reports.duplicates += 1
                 else:

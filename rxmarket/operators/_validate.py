@@ -16,7 +16,7 @@ every rejected item with its reason and counts it.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Final, Literal, TypeVar, get_args
 
 import msgspec
@@ -26,6 +26,7 @@ from reactivex.subject import Subject
 from rxmarket._scheduler import default_scheduler
 from rxmarket.errors import ConfigError, ValidationError
 from rxmarket.models import Orderbook, Ticker, Trade
+from rxmarket.operators._fused import fuse_validate
 from rxmarket.policy.checks import BUILTIN_CHECKS, REPAIRS, Failure, check_age
 from rxmarket.policy.keys import NATURAL_KEYS, check_bounds
 
@@ -43,7 +44,9 @@ _MODES: Final = frozenset(get_args(OnInvalid))
 _TIMED: Final = (Ticker, Orderbook, Trade)  # candles are history by nature: max_age does not apply
 # Whose timestamps must not go back, keyed naturally: a ticker by symbol, a book by (level, symbol). A ticker
 # and a book of one market are two streams with their own clocks (one never holds the other back).
-_ORDERED: Final = {tp: NATURAL_KEYS[tp] for tp in (Ticker, Orderbook)}
+_ORDERED: Final[Mapping[type, Callable[[Any], Hashable]]] = {
+    tp: NATURAL_KEYS[tp] for tp in (Ticker, Orderbook)
+}
 
 
 class Rejected(msgspec.Struct, frozen=True, kw_only=True):
@@ -188,84 +191,105 @@ class Validate:
         self._scheduler = scheduler
 
     def __call__(self, source: Observable[_T]) -> Observable[_T]:
-        """Validate ``source``: each subscription gets its own per-market timestamp state."""
+        """Validate ``source``: each subscription gets its own per-market timestamp state.
+
+        Right after a ``merge_unify`` (and a natural ``dedupe``), the checks run in the same item handler
+        (see :mod:`rxmarket.operators._fused`), with the same verdicts, quarantine and counters.
+        """
+        fused = fuse_validate(source, self)
+        if fused is not None:
+            return fused
 
         def subscribe(
             observer: abc.ObserverBase[_T], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            builtin_for = (BUILTIN_CHECKS if self._builtins else {}).get
-            more = self._more_checks(scheduler)
-            # The last passed timestamp per ticker or book key (_ORDERED). Keys are few, so the bound is a
-            # safety net: past max_keys the key first recorded is forgotten (no LRU bookkeeping per item).
-            ordered_key = (_ORDERED if self._monotonic else {}).get
-            last_seen: OrderedDict[Hashable, int] = OrderedDict()
-            max_keys = self._max_keys
-            quarantine = self.quarantine
-
-            def check(item: Any) -> Failure | None:
-                """Every check in order; the first failure, or ``None``.
-
-                The timestamp-order check runs last and records the item's timestamp when it passes, so
-                only an item that passed everything moves its market's watermark.
-                """
-                tp = type(item)
-                builtin = builtin_for(tp)
-                failure = None if builtin is None else builtin(item)
-                if failure is None and more is not None:
-                    failure = more(item, tp)
-                key_of = ordered_key(tp)
-                if failure is None and key_of is not None:
-                    key = key_of(item)
-                    timestamp = item.timestamp
-                    last = last_seen.get(key)
-                    if last is None:
-                        last_seen[key] = timestamp
-                        if len(last_seen) > max_keys:
-                            last_seen.popitem(last=False)
-                    elif timestamp >= last:
-                        last_seen[key] = timestamp
-                    else:  # an older one is not recorded
-                        failure = _out_of_order(key, timestamp, last)
-                return failure
-
-            reject = self._rejecter(observer, check)
-
-            def on_next(item: Any) -> None:
-                # check(item), inlined for the usual item (a model with no user checks or max_age): a
-                # Python call is a sizeable part of the cost per item. Same order, same watermark rule.
-                tp = type(item)
-                builtin = builtin_for(tp)
-                try:
-                    failure = None if builtin is None else builtin(item)
-                    if failure is None:
-                        if more is not None:
-                            failure = more(item, tp)
-                        key_of = ordered_key(tp)
-                        if failure is None and key_of is not None:
-                            key = key_of(item)
-                            timestamp = item.timestamp
-                            last = last_seen.get(key)
-                            if last is None:
-                                last_seen[key] = timestamp
-                                if len(last_seen) > max_keys:
-                                    last_seen.popitem(last=False)
-                            elif timestamp >= last:
-                                last_seen[key] = timestamp
-                            else:
-                                failure = _out_of_order(key, timestamp, last)
-                except Exception as exc:  # a user check raised: report it, never swallow it
-                    quarantine.errors += 1
-                    observer.on_error(exc)
-                    return
-                if failure is None:
-                    quarantine.passed += 1
-                    observer.on_next(item)
-                else:
-                    reject(item, failure)
-
-            return source.subscribe(on_next, observer.on_error, observer.on_completed, scheduler=scheduler)
+            return source.subscribe(
+                self.handler(observer, scheduler), observer.on_error, observer.on_completed,
+                scheduler=scheduler,
+            )
 
         return Observable(subscribe)
+
+    def handler(
+        self, observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None
+    ) -> Callable[[Any], None]:
+        """The item handler of one subscription: check an item, then pass it to ``observer`` or reject it."""
+        builtin_for = (BUILTIN_CHECKS if self._builtins else {}).get
+        more = self._more_checks(scheduler)
+        # The last passed timestamp per ticker or book key (_ORDERED). Keys are few, so the bound is a
+        # safety net: past max_keys the key first recorded is forgotten (no LRU bookkeeping per item).
+        ordered = _ORDERED if self._monotonic else {}
+        ordered_key = ordered.get
+        # Each value is a one-item list (a cell) updated in place: one hash lookup per item, not two.
+        last_seen: OrderedDict[Hashable, list[int]] = OrderedDict()
+        max_keys = self._max_keys
+        quarantine = self.quarantine
+
+        def check(item: Any) -> Failure | None:
+            """Every check in order; the first failure, or ``None``.
+
+            The timestamp-order check runs last and records the item's timestamp when it passes, so
+            only an item that passed everything moves its market's watermark.
+            """
+            tp = type(item)
+            builtin = builtin_for(tp)
+            failure = None if builtin is None else builtin(item)
+            if failure is None and more is not None:
+                failure = more(item, tp)
+            key_of = ordered_key(tp)
+            if failure is None and key_of is not None:
+                key = key_of(item)
+                timestamp = item.timestamp
+                cell = last_seen.get(key)
+                if cell is None:
+                    last_seen[key] = [timestamp]
+                    if len(last_seen) > max_keys:
+                        last_seen.popitem(last=False)
+                elif timestamp >= (last := cell[0]):
+                    cell[0] = timestamp
+                else:  # an older one is not recorded
+                    failure = _out_of_order(key, timestamp, last)
+            return failure
+
+        reject = self._rejecter(observer, check)
+        # Per model, its built-in check and its timestamp-order key in one lookup.
+        plan_for = {tp: (builtin_for(tp), ordered_key(tp)) for tp in BUILTIN_CHECKS}.get
+        no_plan: tuple[None, None] = (None, None)
+        emit = observer.on_next
+
+        def on_next(item: Any) -> None:
+            # check(item), inlined for the usual item (a model with no user checks or max_age): a
+            # Python call is a sizeable part of the cost per item. Same order, same watermark rule.
+            tp = type(item)
+            builtin, key_of = plan_for(tp, no_plan)
+            try:
+                failure = None if builtin is None else builtin(item)
+                if failure is None:
+                    if more is not None:
+                        failure = more(item, tp)
+                    if failure is None and key_of is not None:
+                        key = key_of(item)
+                        timestamp = item.timestamp
+                        cell = last_seen.get(key)
+                        if cell is None:
+                            last_seen[key] = [timestamp]
+                            if len(last_seen) > max_keys:
+                                last_seen.popitem(last=False)
+                        elif timestamp >= (last := cell[0]):
+                            cell[0] = timestamp
+                        else:
+                            failure = _out_of_order(key, timestamp, last)
+            except Exception as exc:  # a user check raised: report it, never swallow it
+                quarantine.errors += 1
+                observer.on_error(exc)
+                return
+            if failure is None:
+                quarantine.passed += 1
+                emit(item)
+            else:
+                reject(item, failure)
+
+        return on_next
 
     def _more_checks(
         self, subscribe_scheduler: abc.SchedulerBase | None
