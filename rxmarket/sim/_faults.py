@@ -9,7 +9,8 @@ Three kinds of fault:
 * **instant** (``disconnect``): done at once.
 
 The same names are the control endpoint's (``POST /_sim/faults/<name>`` with the keyword arguments as a
-JSON object), so another process can inject them.
+JSON object), so another process can inject them. ``clear()`` (``DELETE /_sim/faults``) returns every switch
+to its initial setting, so the snapshot after it equals a fresh simulator's.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class FaultState(msgspec.Struct, frozen=True, kw_only=True):
         active: names of the faults on now.
         remaining: for counted faults, how many frames/events they still apply to.
         seconds_left: for timed faults, seconds until they end (``None``: until cleared).
-        refuse_hard: ``refuse`` closes the listening socket rather than answering 503.
+        refuse_hard: a hard ``refuse`` is on: the listening socket is closed rather than answering 503
+            (``False`` whenever ``refuse`` is off).
         server_error_status: the status ``server_error`` answers with.
         latency: seconds added to every frame and REST answer.
         stale_age: seconds ``stale`` frames lag behind.
@@ -71,8 +73,9 @@ class Faults:
     Args:
         on_change: called after any switch flips (the simulator wakes its ``wait_*`` callers).
         on_disconnect: drops every WebSocket; returns how many.
-        on_hard_refuse: closes the listening socket for the given seconds.
-        on_ban: blocks every client with 418 for the given seconds.
+        on_hard_refuse: closes the listening socket for the given seconds (the simulator re-binds it once
+            :attr:`refusing_hard` is false again).
+        on_ban: blocks every client with 418 for the given seconds; ``0`` lifts the block (``clear()``).
     """
 
     def __init__(
@@ -116,10 +119,23 @@ class Faults:
     def refuse(self, seconds: float, *, hard: bool = False) -> None:
         """Refuse new connections for ``seconds``.
 
+        A new call replaces the refuse in force, hardness included: a soft ``refuse`` during a hard one
+        reopens the listening socket and answers 503 from then on.
+
+        When a hard refuse ends (its time is up, a soft ``refuse`` replaces it, or ``clear()``), the
+        simulator binds the same port again. If that fails (say another process took the port meanwhile),
+        the simulator stays down and says so: ``sim.stats.listening`` is ``False``,
+        ``sim.stats.rebind_failures`` counts the failure, ``sim.stats.rebind_error`` holds the error, and
+        the ``rxmarket.sim._server`` logger writes a WARNING. ``close()`` still works; the next hard refuse
+        tries the bind again when it ends.
+
         Args:
             seconds: how long.
             hard: close the listening socket (connects fail with ECONNREFUSED) instead of answering every
-                new WebSocket upgrade and REST request with HTTP 503.
+                new WebSocket upgrade and REST request with HTTP 503. Open connections are kept.
+
+        Raises:
+            SimConfigError: ``seconds`` is not a positive number.
         """
         seconds = _seconds("refuse", seconds)
         self._refuse_hard = bool(hard)
@@ -141,8 +157,8 @@ class Faults:
     def ban(self, seconds: float) -> None:
         """Block every client with 418 for ``seconds`` (as after repeated 429s)."""
         seconds = _seconds("ban", seconds)
+        self._on_ban(seconds)  # first: if the simulator cannot ban (not started), no switch is left on
         self._start("ban", seconds)
-        self._on_ban(seconds)
 
     def latency(self, seconds: float, duration: float | None = None) -> None:
         """Delay every data frame and REST answer by ``seconds`` (``0`` turns it off).
@@ -179,11 +195,24 @@ class Faults:
         self._add("crossed_book", _count("crossed_book", n))
 
     def clear(self) -> None:
-        """Turn every fault off."""
+        """Turn every fault off and return every setting to its default.
+
+        A hard ``refuse`` ends (the listening socket is bound again) and a ``ban`` is lifted at once.
+        """
+        banned = "ban" in self._until
         for name in list(self._until):
             self._stop(name, notify=False)
         for name in self._counts:
             self._counts[name] = 0
+        # The settings too, not only the switches: a stale ``refuse_hard`` would make a later soft refuse
+        # look hard in the snapshot, and the snapshot after clear() must equal a fresh simulator's.
+        self._refuse_hard = False
+        self._status = 500
+        self._latency = 0.0
+        self._stale_age = 60.0
+        if banned:
+            # The ban lives in the rate limiter too (it answers the 418s); the switch alone does not lift it.
+            self._on_ban(0.0)
         self._on_change()
 
     def state(self) -> FaultState:
@@ -196,7 +225,7 @@ class Faults:
             active=tuple(sorted(self.active)),
             remaining={k: v for k, v in self._counts.items() if v},
             seconds_left=left,
-            refuse_hard=self._refuse_hard,
+            refuse_hard=self.refusing_hard,
             server_error_status=self._status,
             latency=self._latency if "latency" in self._until else 0.0,
             stale_age=self._stale_age,
@@ -231,6 +260,11 @@ class Faults:
     def refusing(self) -> bool:
         """``refuse`` is on (soft or hard)."""
         return "refuse" in self._until
+
+    @property
+    def refusing_hard(self) -> bool:
+        """A hard ``refuse`` is on: the listening socket must stay closed."""
+        return self._refuse_hard and "refuse" in self._until
 
     @property
     def rate_limited(self) -> bool:
@@ -272,6 +306,7 @@ class Faults:
             handle.cancel()
         self._timers.clear()
         self._until.clear()
+        self._refuse_hard = False
 
     # -- internals -----------------------------------------------------------------------------------------
 
@@ -292,6 +327,8 @@ class Faults:
         if handle is not None:
             handle.cancel()
         self._until.pop(name, None)
+        if name == "refuse":
+            self._refuse_hard = False  # hardness belongs to the refuse in force; none is now
         if notify:
             self._on_change()
 

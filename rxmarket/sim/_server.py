@@ -6,13 +6,20 @@ stops the listening socket, cancels every task the simulator started and release
 ``async with``.
 
 Tests never sleep on it: ``step()`` makes trades on demand, and the ``wait_*`` methods wake on the
-simulator's own state changes (a connection, a subscription, a request, a frame, a fault ending).
+simulator's own state changes (a connection, a subscription, a request, a frame, a fault ending, the
+listening socket closing or reopening).
+
+A hard ``refuse`` closes the listening socket and binds the same port again when it ends. A failed re-bind
+is never silent: it is counted in ``stats`` (``listening``, ``rebind_failures``, ``rebind_error``) and logged
+at WARNING on this module's logger; the simulator then stays down until the next hard refuse ends or
+``close()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -36,6 +43,8 @@ from rxmarket.sim._ws import Context, websocket_handler
 __all__ = ["WS_PATH", "SimTrade", "UpbitSimulator"]
 
 WS_PATH = "/websocket/v1"
+
+_log = logging.getLogger(__name__)
 
 
 class SimTrade(msgspec.Struct, frozen=True, kw_only=True):
@@ -356,6 +365,9 @@ class UpbitSimulator:
             rest_by_status=dict(c.rest_by_status),
             trades=self._exchange.trade_count if self._exchange else 0,
             bench_streams_done=c.bench_streams_done,
+            listening=self._site is not None,
+            rebind_failures=c.rebind_failures,
+            rebind_error=c.rebind_error,
         )
 
     def _notify(self) -> None:
@@ -455,27 +467,65 @@ class UpbitSimulator:
         return len(connections)
 
     def _ban(self, seconds: float) -> None:
+        """Block every client for ``seconds``; 0 lifts the block (``faults.clear()``)."""
+        if seconds <= 0 and self._ctx is None:
+            return  # nothing to lift before start
         ctx = self._require_ctx()
+        # A block that ends now is no block: force_ban(now, 0) leaves only the per-IP bans in force.
         ctx.limiter.force_ban(asyncio.get_running_loop().time(), seconds)
 
     def _hard_refuse(self, _seconds: float) -> None:
-        if self._runner is None or (self._pause_task is not None and not self._pause_task.done()):
-            return  # already paused: the running pause reopens when the (extended) refuse ends
+        if self._runner is None or self._closing:
+            return
+        if self._pause_task is not None and not self._pause_task.done():
+            return  # the running pause looks at the faults again before it reopens
         loop = asyncio.get_running_loop()
         self._pause_task = loop.create_task(self._pause_listening(), name="rxmarket-sim-refuse")
 
     async def _pause_listening(self) -> None:
-        """Close the listening socket until ``refuse`` ends (by its timer or ``faults.clear()``)."""
-        site, self._site = self._site, None
-        if site is not None:
-            await site.stop()
-        self._notify()
-        await self._until(lambda: not self.faults.refusing)
-        if self._runner is not None and not self._closing and self._site is None:
-            site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        """Keep the listening socket closed while a hard ``refuse`` is on, then bind the port again.
+
+        The faults are read afresh on every turn rather than trusted from when the task was made: a
+        ``clear()`` (or a soft ``refuse``) may come before the task first runs, and a new hard refuse may
+        come while the re-bind is under way.
+        """
+        faults = self.faults
+        while not self._closing:
+            if faults.refusing_hard:
+                site, self._site = self._site, None
+                if site is not None:
+                    await site.stop()
+                    self._notify()
+                await self._until(lambda: not faults.refusing_hard)
+            elif self._site is None:
+                if not await self._listen_again():
+                    return
+            else:
+                return
+
+    async def _listen_again(self) -> bool:
+        """Bind the port again; on failure record it where users look (stats, log) and say ``False``."""
+        runner = self._runner
+        assert runner is not None  # close() cancels this task before it drops the runner
+        site = web.TCPSite(runner, self._host, self._port, reuse_address=True)
+        try:
             await site.start()
-            self._site = site
+        except OSError as exc:
+            # The site registered itself with the runner before the bind failed; unregister it so the
+            # runner's addresses and cleanup see only live sites.
+            await site.stop()
+            self._counters.rebind_failures += 1
+            self._counters.rebind_error = f"{type(exc).__name__}: {exc}"
+            _log.warning(
+                "simulator could not listen on %s:%d again after a hard refuse (%s); it stays down until "
+                "the next hard refuse ends or close()",
+                self._host, self._port, exc,
+            )
+            self._notify()
+            return False
+        self._site = site
         self._notify()
+        return True
 
     def _info(self) -> dict[str, Any]:
         return {

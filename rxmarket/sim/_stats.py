@@ -14,8 +14,8 @@ class Counters:
         "bench_streams_done", "connections_rejected", "connections_total", "disconnects", "error_frames",
         "frames_corrupted",
         "frames_delayed", "frames_dropped", "frames_duplicated", "frames_reordered", "frames_sent",
-        "idle_closes", "pings", "pongs", "rest_by_group", "rest_by_status", "rest_requests", "slow_drops",
-        "status_frames", "ws_messages",
+        "idle_closes", "pings", "pongs", "rebind_error", "rebind_failures", "rest_by_group", "rest_by_status",
+        "rest_requests", "slow_drops", "status_frames", "ws_messages",
     )
 
     def __init__(self) -> None:
@@ -39,6 +39,8 @@ class Counters:
         self.rest_by_group: dict[str, int] = {}
         self.rest_by_status: dict[int, int] = {}
         self.bench_streams_done = 0
+        self.rebind_failures = 0
+        self.rebind_error: str | None = None
 
 
 class ConnectionInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,6 +92,11 @@ class SimStats(msgspec.Struct, frozen=True, kw_only=True):
         rest_by_status: REST answers per HTTP status.
         trades: trades made since start (not counting the prefilled history).
         bench_streams_done: bench-mode streams that ran to their frame or time budget.
+        listening: the listening socket is open (``False`` before start, after close, while a hard
+            ``refuse`` holds it closed, and after a failed re-bind).
+        rebind_failures: times the port could not be bound again when a hard ``refuse`` ended.
+        rebind_error: the last such failure, e.g. ``OSError: [Errno 98] ... address already in use``
+            (``None`` if none).
     """
 
     connections: int
@@ -115,6 +122,9 @@ class SimStats(msgspec.Struct, frozen=True, kw_only=True):
     rest_by_status: dict[int, int]
     trades: int
     bench_streams_done: int = 0
+    listening: bool = False
+    rebind_failures: int = 0
+    rebind_error: str | None = None
 
     def subscriptions(self, kind: str | None = None) -> list[dict[str, tuple[str, ...]]]:
         """Per open connection, its subscriptions (only ``kind`` if given)."""
