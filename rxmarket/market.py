@@ -29,6 +29,9 @@ What a call gives you, with no operator written:
 
 ``async with market`` closes everything on exit: every chain is disposed (its subscribers complete), the
 source's sockets and HTTP session are closed, the cache is closed and a temporary cache directory removed.
+A closed market sends nothing more: a later subscription (to an Observable made before or after the close)
+fails at once through ``on_error``, and ``get_ticker`` raises, each with ``ConfigError`` ("this MarketData
+is closed"), before any request or connection attempt.
 """
 
 from __future__ import annotations
@@ -205,6 +208,8 @@ class MarketData:
 
         Returns:
             An Observable that fetches on each subscription, emits the validated candles, then completes.
+            Subscribed once the market is closed, it fails at once with ``ConfigError`` (no request), like
+            the Observables of :meth:`ticker`.
 
         Raises:
             ConfigError: a malformed code, an unknown unit, ``count`` below 1.
@@ -212,12 +217,12 @@ class MarketData:
         (code,) = check_markets([symbol])
         if unit not in CANDLE_UNITS:
             raise ConfigError(f"unknown candle unit {unit!r}; expected one of {', '.join(CANDLE_UNITS)}")
-        self._check_open()
         history = self._source.candles(code, unit, count, to=to)
-        return candle_pipeline(
+        pipeline = candle_pipeline(
             history, on_invalid=self.config.on_invalid, quarantine=self._quarantine,
             name=f"candles {code} {unit}",
         )
+        return self._unless_closed(pipeline)
 
     def stream_ticker(
         self,
@@ -578,7 +583,13 @@ class MarketData:
     async def close(self) -> None:
         """Dispose every chain (subscribers complete), close the source, the HTTP session and the cache.
 
-        Idempotent. Later calls of the stream methods fail with ``ConfigError``.
+        Idempotent. Afterwards every call that would touch the network fails at once with ``ConfigError``
+        ("this MarketData is closed"), before any request or connection attempt: subscribing to an
+        Observable of :meth:`ticker`, :meth:`orderbook`, :meth:`trades` or :meth:`candles` (made before or
+        after the close) delivers it to ``on_error`` (``subscribe`` never raises), the iterators of
+        :meth:`stream_ticker` / :meth:`stream_orderbook` raise it from their first step, and
+        :meth:`get_ticker`, :meth:`get_tickers` and ``async with`` raise it. :attr:`status` completes at
+        once; :meth:`stats` still answers.
         """
         if self._closed:
             return
@@ -645,7 +656,19 @@ class MarketData:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ConfigError("this MarketData is closed; make a new one with rxmarket.upbit()")
+            raise _closed_error()
+
+    def _unless_closed(self, observable: Observable[T]) -> Observable[T]:
+        """``observable``, except that a subscription made once the market is closed fails at once."""
+
+        def subscribe(observer: abc.ObserverBase[T], scheduler: abc.SchedulerBase | None = None) -> Any:
+            # Checked at subscribe time: the Observable may have been made before the close.
+            if self._closed:
+                observer.on_error(_closed_error())
+                return Disposable()
+            return observable.subscribe(observer, scheduler=scheduler)
+
+        return reactivex.create(subscribe)
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
@@ -667,7 +690,7 @@ class MarketData:
 
         def subscribe(observer: abc.ObserverBase[Any], _scheduler: abc.SchedulerBase | None = None) -> Any:
             if self._closed:
-                observer.on_error(ConfigError("this MarketData is closed; make a new one"))
+                observer.on_error(_closed_error())
                 return Disposable()
             try:
                 self._bind()
@@ -838,6 +861,12 @@ class MarketData:
                 {"message": f"{self!r}: a subscriber's callback raised {exc!r}; the stream goes on",
                  "exception": exc}
             )
+
+
+def _closed_error() -> ConfigError:
+    """The one error of every call on a closed :class:`MarketData` (a fresh instance per call: a raised
+    exception carries its traceback, which must not leak from one failed call into the next)."""
+    return ConfigError("this MarketData is closed; make a new one with rxmarket.upbit()")
 
 
 def upbit(config: MarketConfig | None = None, **overrides: Any) -> MarketData:

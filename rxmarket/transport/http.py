@@ -152,6 +152,11 @@ class HttpClient:
         clock = self._clock
         return clock() if clock is not None else asyncio.get_running_loop().time()
 
+    @property
+    def closed(self) -> bool:
+        """Whether requests can no longer be sent: :meth:`close` ran, or the caller closed its session."""
+        return self._closed or (self._session is not None and self._session.closed)
+
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise TransportError("HttpClient is closed")

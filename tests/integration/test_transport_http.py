@@ -278,3 +278,17 @@ async def test_a_caller_session_closed_by_its_owner_is_a_transport_error(
     with pytest.raises(TransportError, match="closed"):
         await http.get("/ticker")
     assert http_server.requests == []
+
+
+async def test_closed_says_whether_requests_can_still_be_sent(
+    http_server: ScriptedHttpServer, fake_time: FakeTime
+) -> None:
+    """``closed`` is False while usable, True after ``close()`` or once the caller closed its session."""
+    own = client_for(http_server, fake_time)
+    assert not own.closed
+    await own.close()
+    assert own.closed
+    async with aiohttp.ClientSession() as session:
+        borrowed = client_for(http_server, fake_time, session=session)
+        assert not borrowed.closed
+    assert borrowed.closed

@@ -33,7 +33,7 @@ from reactivex.disposable import Disposable
 
 from rxmarket.errors import Banned, ConfigError, ExchangeRejected, RateLimited, RxMarketError
 from rxmarket.exchanges.upbit.endpoints import RestRequest
-from rxmarket.exchanges.upbit.history import get_rest
+from rxmarket.exchanges.upbit.history import SOURCE_CLOSED, get_rest
 from rxmarket.exchanges.upbit.protocol import UpbitProtocolConfig
 from rxmarket.models import Status
 from rxmarket.transport.http import HttpClient
@@ -90,7 +90,7 @@ def poll_observable(
 
     def subscribe(observer: abc.ObserverBase[Any], _scheduler: abc.SchedulerBase | None = None) -> Disposable:
         if closed():
-            observer.on_error(ConfigError("this source is closed; make a new one"))
+            observer.on_error(ConfigError(SOURCE_CLOSED))
             return Disposable()
         try:
             loop = asyncio.get_running_loop()

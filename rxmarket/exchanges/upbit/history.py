@@ -20,6 +20,10 @@ call is retried after that wait; 5xx answers and network failures are retried ``
 growing delay; a ``Banned`` answer (418) and caller errors (unknown market: ``NotFound``) are raised at
 once. :func:`upbit_http_client` makes an ``HttpClient`` that speaks Upbit: error bodies mapped by
 :func:`~rxmarket.exchanges.upbit.protocol.error_from_response`, pacing fed by ``Remaining-Req``.
+
+The Observables (:func:`candles`, :func:`trades`) take their owner's ``closed`` test: once it holds, a
+subscription fails at once with ``ConfigError`` and sends nothing. Without it, a fetch on the owner's closed
+client would be retried as a network failure until the retry budget is spent.
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ MAX_CANDLES_PER_PAGE = endpoints.MAX_CANDLES_COUNT
 MAX_TRADES_PER_PAGE = endpoints.MAX_TRADES_COUNT
 DEFAULT_RETRIES = 3
 _RETRY_DELAY = 0.25  # first wait after a 5xx / network failure; doubles per attempt
+
+#: The error message of every call on a closed :class:`~rxmarket.exchanges.upbit.UpbitSource` (its
+#: streams, polls and history fetches all say the same thing).
+SOURCE_CLOSED = "this UpbitSource is closed; make a new one"
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -150,7 +158,8 @@ async def get_rest(
         The decoded items, in the answer's order.
 
     Raises:
-        RateLimited, ServerError, TransportError: still failing after ``retries`` more attempts.
+        RateLimited, ServerError, TransportError: still failing after ``retries`` more attempts (at once
+            when ``http`` is closed: no retry can cure that).
         Banned: HTTP 418 (never retried here: a block lasts long; the limiter holds every group back).
         NotFound, ExchangeRejected, ProtocolError: not curable by a retry.
     """
@@ -164,7 +173,7 @@ async def get_rest(
             if attempt >= retries:
                 raise
         except (ServerError, TransportError):
-            if attempt >= retries:
+            if attempt >= retries or http.closed:  # a closed client stays closed: no retry can cure it
                 raise
             await sleep(_RETRY_DELAY * 2**attempt)
         attempt += 1
@@ -268,16 +277,21 @@ def candles(
     retries: int = DEFAULT_RETRIES,
     config: UpbitProtocolConfig = DEFAULT_CONFIG,
     tasks: set[asyncio.Task[None]] | None = None,
+    closed: Callable[[], bool] | None = None,
 ) -> Observable[Candle]:
     """:func:`fetch_candles` as a cold Observable: each subscription fetches, emits oldest first, completes.
 
     Arguments are checked at the call (``ConfigError``); REST errors arrive as ``on_error``. Disposing
-    cancels the fetch. ``tasks`` (an owner's set) keeps the fetch task, so its owner can cancel it.
+    cancels the fetch. ``tasks`` (an owner's set) keeps the fetch task, so its owner can cancel it;
+    ``closed`` tells whether the owner is closed: a subscription then fails at once with ``ConfigError``,
+    without a request.
     """
     _check_count(count)
     endpoints.candles(symbol, unit, to=to, count=min(count, MAX_CANDLES_PER_PAGE), config=config)
     return _deferred(
-        lambda: fetch_candles(http, symbol, unit, count, to=to, retries=retries, config=config), tasks
+        lambda: fetch_candles(http, symbol, unit, count, to=to, retries=retries, config=config),
+        tasks,
+        closed,
     )
 
 
@@ -431,8 +445,10 @@ def trades(
     retries: int = DEFAULT_RETRIES,
     config: UpbitProtocolConfig = DEFAULT_CONFIG,
     tasks: set[asyncio.Task[None]] | None = None,
+    closed: Callable[[], bool] | None = None,
 ) -> Observable[Trade]:
-    """:func:`fetch_trades` as a cold Observable (oldest first, then completion); see :func:`candles`."""
+    """:func:`fetch_trades` as a cold Observable (oldest first, then completion); see :func:`candles` (also
+    for ``tasks`` and ``closed``)."""
     _check_count(count)
     endpoints.trades_ticks(
         symbol, to=to, count=min(count, MAX_TRADES_PER_PAGE), cursor=cursor, days_ago=days_ago, config=config
@@ -443,6 +459,7 @@ def trades(
             config=config,
         ),
         tasks,
+        closed,
     )
 
 
@@ -459,14 +476,21 @@ def _cancel(task: asyncio.Task[None]) -> None:
 
 
 def _deferred(
-    fetch: Callable[[], Awaitable[list[T]]], tasks: set[asyncio.Task[None]] | None
+    fetch: Callable[[], Awaitable[list[T]]],
+    tasks: set[asyncio.Task[None]] | None,
+    closed: Callable[[], bool] | None = None,
 ) -> Observable[T]:
     """A cold Observable that runs ``fetch`` in a task per subscription and emits its list.
 
+    A subscription made once ``closed()`` holds fails at once with ``ConfigError`` (no task, no request).
     A task cancelled by its owner (not by a dispose) ends the subscription with ``ConfigError``.
     """
 
     def subscribe(observer: abc.ObserverBase[T], _scheduler: abc.SchedulerBase | None = None) -> Disposable:
+        if closed is not None and closed():
+            # Checked here, not when the Observable was made: it may have been made before the close.
+            observer.on_error(ConfigError(SOURCE_CLOSED))
+            return Disposable()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -54,7 +54,7 @@ from reactivex.disposable import CompositeDisposable, Disposable
 from reactivex.scheduler import VirtualTimeScheduler
 
 from rxmarket._scheduler import default_scheduler
-from rxmarket.errors import ConfigError, ExchangeRejected, GaveUp, RateLimited, RxMarketError
+from rxmarket.errors import ConfigError, ExchangeRejected, GaveUp, RateLimited, RxMarketError, TransportError
 from rxmarket.exchanges.upbit import endpoints, history
 from rxmarket.exchanges.upbit._source_config import SourceConfig, SourceStats
 from rxmarket.exchanges.upbit._source_conn import Connection, handshake_status
@@ -310,16 +310,24 @@ class UpbitSource:
             counters=self._poll_counters,
             tasks=self._tasks,
             config=self.config.protocol,
-            closed=lambda: self._closed,
+            closed=self._is_closed,
         ).pipe(rx_ops.share())
 
     def candles(
         self, symbol: str, unit: str, count: int, *, to: str | int | None = None
     ) -> Observable[Candle]:
-        """REST candle history, paged backwards, emitted oldest first (cold; see :mod:`.history`)."""
+        """REST candle history, paged backwards, emitted oldest first (cold; see :mod:`.history`).
+
+        A subscription made after :meth:`close` fails at once with ``ConfigError`` (no request is sent);
+        one still fetching when the source closes fails with ``ConfigError`` too.
+
+        Raises:
+            ConfigError: a malformed code, an unknown unit, ``count`` below 1 or a bad ``to``.
+        """
         code = market_code(symbol)
         return history.candles(
-            self._http, code, unit, count, to=to, config=self.config.protocol, tasks=self._tasks
+            self._http, code, unit, count, to=to, config=self.config.protocol, tasks=self._tasks,
+            closed=self._is_closed,
         )
 
     def trades(
@@ -332,10 +340,16 @@ class UpbitSource:
         days_ago: int | None = None,
         since: int | None = None,
     ) -> Observable[Trade]:
-        """REST trade history, paged backwards, emitted oldest first (cold; see :mod:`.history`)."""
+        """REST trade history, paged backwards, emitted oldest first (cold; see :mod:`.history`).
+
+        After :meth:`close`, as :meth:`candles`: a subscription fails at once with ``ConfigError``.
+
+        Raises:
+            ConfigError: a malformed argument.
+        """
         return history.trades(
             self._http, market_code(symbol), count, cursor=cursor, to=to, days_ago=days_ago, since=since,
-            config=self.config.protocol, tasks=self._tasks,
+            config=self.config.protocol, tasks=self._tasks, closed=self._is_closed,
         )
 
     def stats(self) -> SourceStats:
@@ -405,17 +419,31 @@ class UpbitSource:
 
         Raises:
             GaveUp: a connection gave up before its link came up.
+            ConfigError: the source is closed, or closed while this waited.
         """
+        self._check_open()
         await asyncio.sleep(0)  # a connection made this tick starts at the tick's end
         for conn in list(self._conns.values()):
             if conn.started and not conn.ws.live:
-                await conn.ws.wait_live()
+                try:
+                    await conn.ws.wait_live()
+                except TransportError as exc:
+                    if self._closed:  # not a network failure: the link was closed by our own close()
+                        closed = f"{history.SOURCE_CLOSED} (closed while wait_live() waited)"
+                        raise ConfigError(closed) from exc
+                    raise
 
     async def close(self) -> None:
         """Complete every stream, close every connection, stop every task and release sessions.
 
         REST polls complete too; a history fetch still running fails with ``ConfigError`` (its list would
-        be cut short). Idempotent. Subscriptions made afterwards fail with ``ConfigError``.
+        be cut short). Idempotent: a second call waits for the first one to finish.
+
+        Afterwards every call that would touch the network fails at once with ``ConfigError`` ("this
+        UpbitSource is closed"), before any request or connection attempt: a subscription to a stream, a
+        poll or a history fetch gets it through ``on_error`` (``subscribe`` itself never raises);
+        :meth:`wait_live` and ``async with`` raise it. :attr:`status` completes at once; :meth:`stats` and
+        :meth:`connection_of` still answer.
         """
         if self._closed:
             if self._closed_event is not None:
@@ -449,6 +477,12 @@ class UpbitSource:
             self._closed_event.set()
 
     async def __aenter__(self) -> UpbitSource:
+        """Bind the source to the running loop (nothing connects before the first subscription).
+
+        Raises:
+            ConfigError: the source is closed.
+        """
+        self._check_open()
         self._bind()
         return self
 
@@ -465,6 +499,14 @@ class UpbitSource:
         return f"<UpbitSource {self.config.ws_url} {state}>"
 
     # -- subscriptions ----------------------------------------------------------------------------------
+
+    def _is_closed(self) -> bool:
+        """The ``closed`` test handed to polls and history fetches (read when they are subscribed)."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigError(history.SOURCE_CLOSED)
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         """Adopt the running loop (first use); every timer and task of the source lives on it."""
@@ -500,7 +542,7 @@ class UpbitSource:
 
     def _subscribe(self, channel: str, symbol: str, depth: int, observer: abc.ObserverBase[Any]) -> Any:
         if self._closed:
-            observer.on_error(ConfigError("this source is closed; make a new one"))
+            observer.on_error(ConfigError(history.SOURCE_CLOSED))
             return Disposable()
         try:
             loop = self._bind()
@@ -529,7 +571,7 @@ class UpbitSource:
         self, channel: str, symbol: str, depth: int, observer: abc.ObserverBase[Any]
     ) -> Subscriber | None:
         if self._closed:
-            observer.on_error(ConfigError("this source is closed; make a new one"))
+            observer.on_error(ConfigError(history.SOURCE_CLOSED))
             return None
         assert self._registry is not None
         return self._registry.attach(channel, symbol, observer, depth)
