@@ -26,6 +26,7 @@ from rxmarket.errors import (
     RxMarketError,
     ServerError,
     StaleFeed,
+    StorageError,
     TransportError,
     ValidationError,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "ServerError",
     "StaleFeed",
     "Status",
+    "StorageError",
     "Ticker",
     "Trade",
     "TransportError",

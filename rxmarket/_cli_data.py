@@ -33,7 +33,7 @@ from aiohttp import WSMsgType, web
 from reactivex import operators as rx_ops
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from rxmarket.errors import ConfigError, NotFound, RxMarketError
+from rxmarket.errors import ConfigError, NotFound, RxMarketError, StorageError
 from rxmarket.exchanges.upbit import history
 from rxmarket.exchanges.upbit.endpoints import REST_URL, WS_URL
 from rxmarket.exchanges.upbit.protocol import CHANNELS, ORDERBOOK_DEPTHS, WS_CANDLE_UNITS
@@ -197,7 +197,8 @@ async def _record(args: argparse.Namespace, config: SourceConfig) -> int:
             rec.close()
     print(f"recorded {rec.count} items and {rec.markers} markers into {args.out}", flush=True)
     if rec.error is not None:
-        _err("record", f"the stream failed: {rec.error!r}")
+        what = "cannot write the recording" if isinstance(rec.error, StorageError) else "the stream failed"
+        _err("record", f"{what}: {rec.error!r}")
         return EXIT_FAILED
     return EXIT_OK
 

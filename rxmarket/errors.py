@@ -19,6 +19,7 @@ branches, so ``retry_if`` predicates and ``except`` clauses can tell them apart:
     ├── ValidationError               an item failed a check (.reason, .item)
     ├── StaleFeed                     a stream went silent (.symbol, .silent_for)
     ├── BufferOverflow                a bounded buffer was full under overflow="error"
+    ├── StorageError (also OSError)   the file system refused part of a recording (.errno)
     └── ConfigError (also ValueError) a bad argument: the caller must change the call
 
 Every message says what was received and what was expected, so a person can act on it.
@@ -27,6 +28,7 @@ Every message says what was received and what was expected, so a person can act 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -44,6 +46,7 @@ __all__ = [
     "RxMarketError",
     "ServerError",
     "StaleFeed",
+    "StorageError",
     "TransportError",
     "ValidationError",
     "excerpt",
@@ -255,6 +258,40 @@ class BufferOverflow(RxMarketError):
             f"consumer too slow: buffer of {maxsize} items is full; raise maxsize or choose "
             "overflow='drop_oldest' | 'drop_newest' | 'latest'"
         )
+
+
+class StorageError(RxMarketError, OSError):
+    """The file system refused part of a recording: disk full, quota, file too large, read-only, I/O error.
+
+    It is also an ``OSError`` carrying the cause's ``errno`` and ``strerror`` (``except OSError`` still
+    catches it, as it did the bare error before). The message says what failed and what became of the
+    records: a writer that is still open keeps whatever it could not write and writes it with its next
+    flush that succeeds, and leaves no half-written segment behind, so it (or a new writer) goes on once
+    the cause is gone.
+
+    Args:
+        message: what failed, and what became of the records.
+        cause: the ``OSError`` behind it (its ``errno`` and ``strerror`` are copied).
+        filename: the file or directory concerned.
+
+    Attributes:
+        errno: the cause's error number (e.g. ``errno.ENOSPC``), or ``None``.
+        strerror: the cause's description, or ``None``.
+        filename: the file or directory concerned (``str``), or ``None``.
+    """
+
+    def __init__(
+        self, message: str, cause: OSError | None = None, filename: str | Path | None = None
+    ) -> None:
+        super().__init__(message)
+        if cause is not None:
+            self.errno = cause.errno
+            self.strerror = cause.strerror
+        self.filename = None if filename is None else str(filename)
+
+    def __str__(self) -> str:
+        # OSError.__str__ would rebuild "[Errno N] strerror: filename" from the attributes set above.
+        return str(self.args[0])
 
 
 class ConfigError(RxMarketError, ValueError):

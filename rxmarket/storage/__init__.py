@@ -22,6 +22,9 @@ inside) or a :class:`Marker` (``kind``, ``timestamp``, ``detail``, optional ``St
 ``flush_interval`` seconds, on each marker, on rotation and on close (``fsync`` optional); segments
 rotate by size (``max_segment_bytes``) and age (``max_segment_seconds``); a new writer starts a new
 segment, so an append never touches old data. A killed process loses at most the unflushed records.
+A file system that refuses a write (disk full, read-only, size limit) raises :class:`StorageError` (an
+``OSError``) and leaves no half-written segment: the unwritten records stay buffered, and writing goes on
+once the cause is gone.
 
 **Reading** never refuses a file for damage: a record cut short or failing its CRC with nothing valid
 after it is a *torn tail* (the segment ends there); damage with valid records after it is skipped by
@@ -32,6 +35,7 @@ scanning forward to the next record whose length and CRC check out (*corrupt*); 
 the same store and :func:`last_record` finds the newest record of a kind/symbol.
 """
 
+from rxmarket.errors import StorageError
 from rxmarket.storage._backfill import BackfillProgress, backfill
 from rxmarket.storage._checks import book_not_crossed, default_checks, positive_prices, within_range
 from rxmarket.storage._format import FORMAT_VERSION, MAGIC, Marker, Record, event_ms, kind_of
@@ -61,6 +65,7 @@ __all__ = [
     "Record",
     "Recorder",
     "RecordingWriter",
+    "StorageError",
     "backfill",
     "book_not_crossed",
     "default_checks",

@@ -1,63 +1,63 @@
-"""A small default set of consistency checks for ``verify``: item -> reason, or ``None`` when fine.
+"""The consistency checks of ``verify``: item -> reason, or ``None`` when fine.
 
-Interim: the shared checks of the ``validate`` operator (``rxmarket.policy.checks``) are meant to replace
-these once they land, so that ``verify`` and ``ops.validate`` judge items the same way.
+They are adapters over the built-in checks of ``ops.validate`` (:mod:`rxmarket.policy.checks`), so that a
+recording and a live stream are judged by one set of rules: ``verify`` reports exactly the items that
+the built-in checks of ``ops.validate`` reject (its timestamp-order check has its counterpart in
+``verify``'s own out-of-order findings). A reason reads ``"<check>: <what was wrong>"``, the check being
+the name ``ops.validate`` gives it (``positive_prices``, ``price_range``, ``crossed``, ``change`` ...),
+as in the message of its ``ValidationError``.
+
+:func:`default_checks` runs the whole built-in check of each model. The three narrower checks are kept for
+callers that pick checks one by one; each reports an item only when the *first* built-in check the item
+fails is one of its own (the built-in checks stop at the first failure), so an item already failing
+``positive_prices`` is reported by :func:`positive_prices`, not by :func:`within_range` too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, Final
 
-from rxmarket.models import Candle, Orderbook, Ticker, Trade
+from rxmarket.policy.checks import BUILTIN_CHECKS
 
-__all__ = ["Check", "book_not_crossed", "default_checks", "positive_prices", "within_range"]
+__all__ = ["Check", "book_not_crossed", "builtin_check", "default_checks", "positive_prices", "within_range"]
 
 Check = Callable[[Any], "str | None"]
 
+_check_of: Final = BUILTIN_CHECKS.get
+
+
+def _failed(item: Any, names: Collection[str] | None) -> str | None:
+    """The item's first built-in failure as a reason, if its check is one of ``names`` (``None``: any)."""
+    check = _check_of(type(item))
+    if check is None:  # not a model with built-in checks (user items in a custom pipeline, ...)
+        return None
+    failure = check(item)
+    if failure is None or (names is not None and failure.check not in names):
+        return None
+    return f"{failure.check}: {failure.reason}"
+
+
+def builtin_check(item: Any) -> str | None:
+    """Every built-in check of the item's model (``ops.validate``'s), the first failure as the reason."""
+    return _failed(item, None)
+
 
 def positive_prices(item: Any) -> str | None:
-    """Prices are > 0 and sizes are >= 0 (tickers, trades, candles)."""
-    if isinstance(item, Ticker):
-        if not item.price > 0:
-            return f"price {item.price!r} is not > 0"
-    elif isinstance(item, Trade):
-        if not item.price > 0:
-            return f"price {item.price!r} is not > 0"
-        if not item.volume >= 0:
-            return f"volume {item.volume!r} is negative"
-    elif isinstance(item, Candle):
-        for name in ("open", "high", "low", "close"):
-            value = getattr(item, name)
-            if not value > 0:
-                return f"{name} {value!r} is not > 0"
-        if not item.volume >= 0:
-            return f"volume {item.volume!r} is negative"
-    return None
+    """Prices finite and > 0, sizes not below 0 (the built-in ``positive_prices`` and ``sizes`` checks)."""
+    return _failed(item, ("positive_prices", "sizes"))
 
 
 def within_range(item: Any) -> str | None:
-    """``low <= price <= high`` for a ticker, ``low <= open, close <= high`` for a candle."""
-    if isinstance(item, Ticker):
-        if not item.low <= item.price <= item.high:
-            return f"price {item.price!r} outside [low {item.low!r}, high {item.high!r}]"
-    elif isinstance(item, Candle):
-        for name in ("open", "close"):
-            value = getattr(item, name)
-            if not item.low <= value <= item.high:
-                return f"{name} {value!r} outside [low {item.low!r}, high {item.high!r}]"
-    return None
+    """``low <= price, open <= high`` (ticker), ``low <= open, close <= high`` (candle): ``price_range``."""
+    return _failed(item, ("price_range",))
 
 
 def book_not_crossed(item: Any) -> str | None:
-    """The best bid is below the best ask."""
-    if isinstance(item, Orderbook):
-        bid, ask = item.best_bid, item.best_ask
-        if bid is not None and ask is not None and bid.price >= ask.price:
-            return f"crossed book: best bid {bid.price!r} >= best ask {ask.price!r}"
-    return None
+    """The best bid is below the best ask (the built-in ``crossed`` check)."""
+    return _failed(item, ("crossed",))
 
 
 def default_checks() -> tuple[Check, ...]:
-    """The checks ``verify`` runs when given none."""
-    return (positive_prices, within_range, book_not_crossed)
+    """The checks ``verify`` runs when given none: the built-in checks of every model."""
+    return (builtin_check,)

@@ -49,7 +49,8 @@ class Recorder:
         self._done = threading.Event()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self.error: BaseException | None = None
-        """What ended the recording abnormally: the stream's error, or the write that failed."""
+        """What ended the recording abnormally: the stream's error, or the write that failed (a
+        :class:`~rxmarket.storage.StorageError` when the file system refused it)."""
         self.rejected = 0
         """Items of a type a recording cannot hold (each one is stored as an ``"unrecordable"`` marker)."""
         if flush_interval > 0 and isinstance(scheduler, abc.PeriodicSchedulerBase):
@@ -252,6 +253,8 @@ def record(
 
     Raises:
         ConfigError: a bad argument, or the recording is in use by another writer.
+        StorageError: the recording directory or its lock file cannot be created. (A write refused
+            later stops the recording instead, with the error in :attr:`Recorder.error`.)
     """
     if not isinstance(observable, Observable):
         raise ConfigError(f"record() needs an Observable, got {type(observable).__name__}")

@@ -12,7 +12,8 @@ What is looked for, per ``(kind, symbol)``:
   length for seconds/minutes/days/weeks and by calendar for months/years. Upbit makes a candle only when
   something traded, so an illiquid market has gaps that lose nothing: ``allow_gaps=True`` reports them
   without failing;
-* check failures: items for which a check returns a reason.
+* check failures: items for which a check returns a reason (by default the built-in checks of
+  ``ops.validate``: prices, ranges, sizes, side, unit, timestamps, change fields, book order and crossing).
 """
 
 from __future__ import annotations
@@ -287,8 +288,9 @@ def verify(
 
     Args:
         path: a recording directory or one segment file.
-        checks: callables ``item -> reason or None`` run on every model (default: prices > 0,
-            ``low <= price <= high``, book not crossed).
+        checks: callables ``item -> reason or None`` run on every model (default:
+            :func:`default_checks`, the built-in checks of ``ops.validate`` from
+            ``rxmarket.policy.checks``, so a recording is judged as a live stream is).
         candle_unit: look for candle gaps only in this unit (default: every unit found).
         allow_gaps: report candle gaps without failing (an illiquid market has gaps by nature).
         max_samples: how many findings of each sort to keep as samples.

@@ -18,7 +18,8 @@ CHILD = textwrap.dedent(
 
     w = RecordingWriter(sys.argv[1], flush_every=10, flush_interval=3600)
     for i in range(25):
-        w.write(Trade(symbol="KRW-BTC", price=1.0, volume=1.0, ask_bid="BID", timestamp=i, sequential_id=i))
+        w.write(Trade(symbol="KRW-BTC", price=1.0, volume=1.0, ask_bid="BID", timestamp=1 + i,
+                      sequential_id=i))
     os.kill(os.getpid(), signal.SIGKILL)  # no close, no flush, no atexit: as a crash or `kill -9`
     """
 )

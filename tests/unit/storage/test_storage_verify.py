@@ -113,8 +113,9 @@ def test_default_checks_catch_bad_prices_ranges_and_crossed_books(write: Any, mo
     report = verify(write(items))
     reasons = [f.reason for f in report.samples["check"]]
     assert report.check_failures == 3
-    assert reasons == ["price 0.0 is not > 0", "close 200.0 outside [low 95.0, high 150.0]",
-                       "crossed book: best bid 102.0 >= best ask 101.0"]
+    assert reasons == ["positive_prices: trade price 0.0 is not a finite price > 0",
+                       "price_range: candle open 100.0 / close 200.0 outside [low 95.0, high 150.0]",
+                       "crossed: book crossed: best bid 102.0 >= best ask 101.0"]
 
 
 def test_custom_checks_replace_the_defaults_and_a_raising_check_is_a_finding(write: Any, models: Any) -> None:
