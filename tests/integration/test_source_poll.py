@@ -85,7 +85,7 @@ async def test_a_server_error_is_transient_for_a_poll() -> None:
         await sim.wait_fault_over("server_error")
         n = len(tickers.items)
         await tickers.wait_count(n + 1)
-        assert "500" in status.kinds("backoff")[0].detail
+        assert "HTTP 500" in status.kinds("backoff")[0].detail
         assert not tickers.errors
 
 

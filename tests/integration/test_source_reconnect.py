@@ -116,7 +116,7 @@ async def test_refused_connections_back_off_with_growing_delays() -> None:
         delays = [s.delay for s in status.kinds("backoff")]
         assert delays[:5] == [0.0, 0.02, 0.04, 0.08, 0.16]
         assert all(d == 0.16 for d in delays[5:])
-        assert "503" in status.kinds("backoff")[1].detail
+        assert "HTTP 503" in status.kinds("backoff")[1].detail
         assert not trades.errors
 
 
@@ -133,7 +133,7 @@ async def test_a_429_upgrade_waits_retry_after_before_the_next_attempt() -> None
         limited = status.kinds("rate_limited")
         assert limited
         assert limited[0].delay == 0.05
-        after = [s.delay for s in status.kinds("backoff") if "429" in s.detail]
+        after = [s.delay for s in status.kinds("backoff") if "HTTP 429" in s.detail]
         assert after
         assert all(d is not None and d >= 0.04 for d in after)
         assert source.stats().rate_limited >= 1
@@ -154,7 +154,7 @@ async def test_a_418_ban_opens_the_circuit_for_the_ban_length() -> None:
         assert circuit
         assert circuit[0].detail.startswith("open")
         assert circuit[0].delay == 0.2
-        banned_backoffs = [s for s in status.kinds("backoff") if "418" in s.detail]
+        banned_backoffs = [s for s in status.kinds("backoff") if "HTTP 418" in s.detail]
         assert banned_backoffs
         assert all((s.delay or 0) >= 0.19 for s in banned_backoffs)
         assert not trades.errors
