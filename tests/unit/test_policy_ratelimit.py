@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -71,7 +73,7 @@ def test_sliding_window_never_exceeds_any_limit(limits: list[tuple[int, float]],
         slots.append(now + wait)
     # ``now + wait`` rebuilds the booked slot up to float rounding (0.30000000000000004 + 2.8 is
     # 3.0999999999999996 while the slot is 3.1), hence the 1e-9 on both checks.
-    assert all(later >= earlier - 1e-9 for earlier, later in zip(slots, slots[1:]))
+    assert all(later >= earlier - 1e-9 for earlier, later in itertools.pairwise(slots))
     for count, period in limits:
         for i in range(len(slots) - count):
             assert slots[i + count] - slots[i] >= period - 1e-9
