@@ -77,6 +77,7 @@ MAX_CANDLES_PER_PAGE = endpoints.MAX_CANDLES_COUNT
 MAX_TRADES_PER_PAGE = endpoints.MAX_TRADES_COUNT
 DEFAULT_RETRIES = 3
 _RETRY_DELAY = 0.25  # first wait after a 5xx / network failure; doubles per attempt
+_DAY_MS = 86_400_000  # Upbit addresses trades by UTC day (``days_ago``)
 
 #: The error message of every call on a closed :class:`~rxmarket.exchanges.upbit.UpbitSource` (its
 #: streams, polls and history fetches all say the same thing).
@@ -362,10 +363,33 @@ async def fetch_trades_since(
 ) -> tuple[list[Trade], bool]:
     """Trades from now back to ``since`` (ms, inclusive), newest first, at most ``max_pages`` calls.
 
-    This is the gap fill's query: it pages back until a page reaches ``since`` or Upbit has no more.
+    This is the gap fill's query. Upbit addresses trades by UTC day: without ``days_ago``, ``cursor`` pages
+    through the day of the newest trade only, and an earlier day is reached with ``days_ago`` (counted
+    from the newest trade's day) for its first page, then ``cursor``. So this pages back through the newest
+    day until a page reaches ``since``; when the day is used up and ``since`` lies before its start, it goes
+    on with the day before (a drop over a UTC midnight gets the trades of both days), and so on. A day's
+    first page asks for no ``to``: the whole day is wanted, up to its end, as in the storage backfill.
+
+    If midnight passes during the fill, Upbit's day count moves under it: a day's first page then holds the
+    trades of a later day than asked for. The count is corrected and the page asked again (one more call).
+
+    Upbit serves ``days_ago`` 1-7 only: trades older than the 7th day before the newest trade's day cannot
+    be reached, and a ``since`` before that day gives ``complete=False`` with every trade Upbit still
+    serves. A server whose ``cursor`` pages cross midnight by themselves (the simulator's) is paged by
+    ``cursor`` alone until its pages run out.
+
+    Args:
+        http: the client.
+        symbol: the market code.
+        since: the oldest trade time wanted (ms, inclusive).
+        max_pages: REST calls allowed in total, over all days.
+        page_size: trades per call, 1-500.
+        retries: see :func:`get_rest`.
+        config: see :func:`get_rest` (also the spelling of ``days_ago``).
 
     Returns:
-        ``(trades newest first, complete)``: ``complete`` is ``False`` when ``max_pages`` ran out first.
+        ``(trades newest first, complete)``: each trade once; ``complete`` is ``False`` when ``max_pages``
+        ran out first, or when ``since`` lies more than 7 days before the newest trade's day.
 
     Raises:
         RxMarketError: as :func:`get_rest`.
@@ -373,16 +397,59 @@ async def fetch_trades_since(
     newest_first: list[Trade] = []
     ids: set[int] = set()
     cursor: int | None = None
+    days_ago: int | None = None  # None: the newest trade's day (Upbit's default)
+    day: int | None = None  # start (ms) of the UTC day being paged; None before the first answer
+    ref_day = 0  # the newest trade's day, which days_ago counts from
     for _ in range(max_pages):
-        page = await trades_page(http, symbol, cursor=cursor, count=page_size, retries=retries, config=config)
-        for trade in reversed(page.items):
+        page = await trades_page(
+            http, symbol, cursor=cursor, count=page_size, days_ago=days_ago, retries=retries, config=config
+        )
+        items = page.items  # oldest first
+        if cursor is None and items:  # a day's first page: its trades say which day Upbit took
+            held = _day_start(items[-1].timestamp)
+            if day is None:
+                day = ref_day = held
+            elif held != day:
+                # Upbit counts days_ago from its newest trade's day, which moved since ref_day was read
+                # (midnight passed): count from where it is now, and ask for the same day again.
+                ref_day += held - day
+                if (days_ago := _days_ago(ref_day, day)) == 0:
+                    return newest_first, False
+                continue
+        for trade in reversed(items):
             if trade.timestamp >= since and trade.sequential_id not in ids:
                 ids.add(trade.sequential_id)
                 newest_first.append(trade)
-        if not page.items or page.items[0].timestamp < since or page.next_cursor is None:
+        if items:
+            if items[0].timestamp < since:
+                return newest_first, True
+            if day is not None:  # a cursor that crossed midnight by itself: the pages are that far back
+                day = min(day, _day_start(items[0].timestamp))
+            if page.next_cursor is not None:
+                cursor = page.next_cursor
+                continue
+        # This day is used up (no trade at all yet, when ``day`` is None).
+        if day is None or since >= day:
             return newest_first, True
-        cursor = page.next_cursor
+        day -= _DAY_MS
+        cursor = None
+        if (days_ago := _days_ago(ref_day, day)) == 0:
+            return newest_first, False
     return newest_first, False
+
+
+def _day_start(ms: int) -> int:
+    """The start (ms) of the UTC day holding ``ms``."""
+    return ms - ms % _DAY_MS
+
+
+def _days_ago(ref_day: int, day: int) -> int | None:
+    """The ``days_ago`` that asks Upbit for ``day`` when its newest trade is of ``ref_day``: ``None`` for that
+    day itself (no ``days_ago``), ``0`` when ``day`` is out of Upbit's reach (more than 7 days back)."""
+    back = (ref_day - day) // _DAY_MS
+    if back == 0:
+        return None
+    return back if 1 <= back <= endpoints.MAX_DAYS_AGO else 0
 
 
 async def fetch_trades(
