@@ -94,6 +94,14 @@ class SimOptions(msgspec.Struct, frozen=True, kw_only=True):
         snapshot_delay: seconds before the SNAPSHOT frames of a new subscription (observed 0.17-0.63 s).
         candle_interval: minimum seconds between two candle frames of one (market, unit); Upbit: 1 s.
         trade_history: trades kept per market for ``/trades/ticks`` paging.
+        trades_by_day: ``/trades/ticks`` addresses trades by UTC day, as Upbit does: without ``days_ago``
+            every page (the first and the ``cursor`` ones) holds only trades of the newest trade's day, so
+            paging stops at that day's start; ``days_ago=N`` (1-7) gives the day N days before the newest
+            trade's day (not the clock's), with ``to`` and ``cursor`` inside it; the prefill is kept to one
+            day. ``False`` (the default, for now) keeps the older simplification: ``cursor`` pages run
+            straight through midnight and ``days_ago`` counts from the clock's day. Some tests on the real
+            clock page through the prefilled trades without ``days_ago`` and would fail when started in
+            the first minute after a UTC midnight with ``True``.
         prefill_trades: trades generated per market before start, so history is never empty.
         minute_history_days: days of generated 1-minute candles before start (older minutes: ``[]``).
         daily_history_days: days of generated daily candles before start (weeks/months/years build on
@@ -113,6 +121,7 @@ class SimOptions(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_delay: float = 0.0
     candle_interval: float = 1.0
     trade_history: int = 5000
+    trades_by_day: bool = False
     prefill_trades: int = 20
     minute_history_days: int = 3
     daily_history_days: int = 800

@@ -44,6 +44,8 @@ __all__ = ["BOOK_DEPTH", "Book", "Event", "Exchange", "MarketState", "TradeRecor
 
 BOOK_DEPTH: Final = 30
 PREFILL_SPAN_MS: Final = 60_000
+PREFILL_MIN_MS: Final = 5_000  # the least time the prefill is spread over when it must avoid a midnight
+MAX_TRADE_LAG_MS: Final = 40  # ``next_trade`` stamps a trade up to this much before its ``now_ms``
 LIVE_UNITS: Final = ("1s", "1m", "3m", "5m", "10m", "15m", "30m", "60m", "240m", "1d")
 _LIVE_SPANS: Final = tuple((unit, t.CANDLE_SECONDS[unit] * 1000) for unit in LIVE_UNITS)
 MINUTE_UNITS: Final = frozenset(("1m", "3m", "5m", "10m", "15m", "30m", "60m", "240m"))
@@ -213,7 +215,7 @@ class MarketState:
         self._init_day(anchor)
         self._init_book_shape()
         self.book = self._build_book(self.ticks, anchor)
-        self._prefill(anchor, start_ms, options.prefill_trades)
+        self._prefill(anchor, start_ms, options.prefill_trades, options.trades_by_day)
 
     # -- set-up --------------------------------------------------------------------------------------------
 
@@ -240,11 +242,21 @@ class MarketState:
         self.low_52w = min(self.low, info.snap(price * (0.4 + 0.4 * rng.random())))
         self.low_52w_date = t.date_dash(year_ago + int(rng.random() * 300) * DAY_MS)
 
-    def _prefill(self, anchor: int, start_ms: int, count: int) -> None:
-        span = max(start_ms - anchor, 1)
-        times = sorted(anchor + int(self._rng.random() * span) for _ in range(count))
+    def _prefill(self, anchor: int, start_ms: int, count: int, by_day: bool) -> None:
+        lo, hi = anchor, start_ms
+        day_start = start_ms - start_ms % DAY_MS
+        if by_day and anchor < day_start:
+            # Started just after a UTC midnight: ``/trades/ticks`` pages keep to the newest trade's day, so
+            # a prefill on both sides of midnight could not be paged through whole. Keep it to one side: the
+            # new day if it already holds enough time for it, else the day before.
+            if start_ms - day_start >= PREFILL_MIN_MS:
+                lo = day_start + MAX_TRADE_LAG_MS
+            else:
+                hi = day_start
+        span = max(hi - lo, 1)
+        times = sorted(lo + int(self._rng.random() * span) for _ in range(count))
         for ts in times:
-            self.next_trade(min(ts, start_ms - 1))
+            self.next_trade(min(ts, hi - 1))
 
     # -- the walk ------------------------------------------------------------------------------------------
 

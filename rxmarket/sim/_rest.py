@@ -9,6 +9,8 @@ without ``Remaining-Req``. Every routed answer carries ``Remaining-Req`` for its
 
 Where no source pins a behaviour down, the simulator picks one and says so: ``count`` above the maximum is
 clamped (trades 500, candles 200); ``to`` on ``/trades/ticks`` is an exclusive bound like the candles'.
+With ``SimOptions.trades_by_day``, ``/trades/ticks`` keeps to Upbit's UTC days: a page never holds trades
+of two days, and ``days_ago`` counts back from the newest trade's day.
 """
 
 from __future__ import annotations
@@ -258,7 +260,13 @@ class RestApi:
         return out
 
     def trades(self, request: web.Request) -> Any:
-        """``GET /trades/ticks?market=...[&count][&to][&cursor][&days_ago]``, newest first."""
+        """``GET /trades/ticks?market=...[&count][&to][&cursor][&days_ago]``, newest first.
+
+        With ``SimOptions.trades_by_day`` (Upbit's behaviour) every answer keeps to one UTC day: the
+        newest trade's day, or with ``days_ago=N`` the day N days before it; ``to`` is a time of that day
+        and ``cursor`` pages back within it. Without it, ``days_ago`` counts from the clock's day and
+        pages without ``days_ago`` run on through midnight.
+        """
         query = request.query
         (state,) = self._states(_required(query, "market").split(",")[0])
         count = min(max(_int(query.get("count"), 1), 1), 500)
@@ -267,8 +275,11 @@ class RestApi:
         days_ago = _int(_first(query, "days_ago", "daysAgo"), 0)
         if days_ago and not 1 <= days_ago <= 7:
             raise ApiError(400, OUT_OF_RANGE)
-        now = self.ctx.exchange.now_ms()
-        day = now - now % DAY_MS - days_ago * DAY_MS
+        by_day = self.ctx.options.trades_by_day
+        # Upbit counts days from the day of its newest trade: a quiet market's "today" is that trade's day
+        # even after the clock passed midnight (``state.trades`` is never empty: it is prefilled).
+        ref = state.last.ts if by_day else self.ctx.exchange.now_ms()
+        day = ref - ref % DAY_MS - days_ago * DAY_MS
         to_text = query.get("to")
         upper: int | None = None
         if to_text:
@@ -278,13 +289,14 @@ class RestApi:
                 raise ApiError(400, TYPE_MISMATCH) from exc
         elif days_ago:
             upper = day + DAY_MS
+        lower = day if by_day or days_ago else None
         out = []
         for rec in reversed(state.trades):
             if cursor is not None and rec.sid >= cursor:
                 continue
             if upper is not None and rec.ts >= upper:
                 continue
-            if days_ago and rec.ts < day:
+            if lower is not None and rec.ts < lower:
                 break
             out.append(state.rest_trade(rec))
             if len(out) >= count:
