@@ -33,7 +33,10 @@ back past the chunk's start; what is older is dropped). A trade chunk is a span 
 (Upbit addresses trades by ``days_ago`` and a time of day) whose length adapts to the market's pace, aiming
 at a bit less than one page per chunk; it is fetched with ``to`` + ``days_ago`` for the first page and
 ``cursor`` for the next ones. ``days_ago`` counts back from the day of the newest trade, which one request
-(``count=1``) reads at the start.
+(``count=1``) reads at the start. That day moves on when midnight passes during the run and something
+trades: a count made before then addresses the wrong day. Every answer is checked for it (trades of a later
+day than asked for; for an empty answer, one more ``count=1`` request), and the chunk is asked again with
+the count corrected, so no trade is filtered out without a word.
 
 Rate limits: every request goes through the caller's :class:`~rxmarket.transport.HttpClient`, whose
 limiter paces each group and follows ``Remaining-Req``; a 429 that still happens holds the group back for
@@ -311,9 +314,8 @@ async def _trades(
     oldest_day = ref_day - TRADE_DAYS * DAY_MS
     if lo < oldest_day:
         raise ConfigError(
-            f"Upbit serves the trades of the last {TRADE_DAYS} days only (from "
-            f"{datetime.fromtimestamp(oldest_day / 1000, tz=UTC):%Y-%m-%dT%H:%M:%SZ} for {symbol}); "
-            "backfill candles for older history"
+            f"Upbit serves the trades of the last {TRADE_DAYS} days only (from {_iso(oldest_day)} for "
+            f"{symbol}); backfill candles for older history"
         )
     pos, span = lo, _FIRST_TRADE_SPAN
     target = max(1.0, 0.8 * page)
@@ -327,30 +329,76 @@ async def _trades(
                 run.report(position=end)  # nothing has traded on this day yet
                 return
         b = min(end, pos + span, day + DAY_MS)
-        days_ago = (ref_day - day) // DAY_MS or None
-        upper = _ceil_second(b) - day
-        to = _time_of_day(upper) if upper < DAY_MS else None
-        chunk: dict[int, Trade] = {}
-        cursor: int | None = None
-        while True:
-            got = await history.trades_page(
-                http, symbol, cursor=cursor, count=page, to=to if cursor is None else None,
-                days_ago=days_ago, retries=retries, config=config,
-            )
-            for trade in got.items:
-                if pos <= trade.timestamp < b and trade.sequential_id not in skip:
-                    chunk[trade.sequential_id] = trade
-            if not got.items or got.next_cursor is None or got.items[0].timestamp < pos:
-                break
-            run.report(pages=1)
-            cursor = got.next_cursor
-        ordered = sorted(chunk.values(), key=lambda t: (t.timestamp, t.sequential_id))
+        ordered, ref_day = await _trade_chunk(
+            run, http, symbol, pos, b, skip, ref_day, page=page, retries=retries, config=config
+        )
         run.write(ordered)
         skip = set()  # only the resume millisecond can hold trades already stored
         pos = b
         run.report(pages=1, written=len(ordered), position=pos)
         factor = min(_MAX_SPAN_FACTOR, max(1 / _MAX_SPAN_FACTOR, target / max(len(ordered), 1)))
         span = int(min(DAY_MS, max(_MIN_TRADE_SPAN, span * factor)))
+
+
+async def _trade_chunk(
+    run: _Run, http: HttpClient, symbol: str, pos: int, b: int, skip: set[int], ref_day: int, *,
+    page: int, retries: int, config: UpbitProtocolConfig,
+) -> tuple[list[Trade], int]:
+    """The trades of ``[pos, b)`` (inside one UTC day) oldest first, and the newest trade's day as it is now.
+
+    The first page asks with ``to`` (the chunk's end as a time of day) and ``days_ago``, the next ones with
+    ``cursor``. Every call but the last is reported here; the caller reports the last one with the chunk.
+
+    Upbit counts ``days_ago`` from the day of its newest trade, and that day moves on when midnight passes
+    and something trades: a ``days_ago`` counted before then addresses the day *after* the chunk's. Kept
+    unnoticed, the chunk's filter would drop that day's trades and store an empty chunk without a word. So
+    each answer is checked: trades of a later day than the chunk's show by how much the count moved; an
+    empty answer cannot show which day it came from, so the newest trade's day is read again (one call).
+    When the count moved, the chunk is asked again from its first page with ``days_ago`` recounted.
+    """
+    day = pos - pos % DAY_MS
+    upper = _ceil_second(b) - day
+    to = _time_of_day(upper) if upper < DAY_MS else None
+    chunk: dict[int, Trade] = {}
+    cursor: int | None = None
+    while True:
+        back = (ref_day - day) // DAY_MS
+        if back > TRADE_DAYS:
+            raise ConfigError(
+                f"midnight passed during the backfill of {symbol}: the trades of {_iso(day)} are now "
+                f"more than {TRADE_DAYS} days old and Upbit no longer serves them (the store is complete "
+                f"up to {_iso(pos)}); backfill candles for older history"
+            )
+        got = await history.trades_page(
+            http, symbol, cursor=cursor, count=page, to=to if cursor is None else None,
+            days_ago=back or None, retries=retries, config=config,
+        )
+        items = got.items  # oldest first
+        if items:
+            moved = items[-1].timestamp - items[-1].timestamp % DAY_MS - day  # > 0: a later day answered
+        else:
+            run.report(pages=1)
+            newest = await _newest_trade_day(http, symbol, retries, config)
+            if newest is None or newest <= ref_day:
+                break  # the count holds: the chunk has nothing more
+            moved = newest - ref_day
+        if moved > 0:
+            ref_day += moved
+            cursor = None
+            run.report(pages=1)
+            continue
+        for trade in items:
+            if pos <= trade.timestamp < b and trade.sequential_id not in skip:
+                chunk[trade.sequential_id] = trade
+        if got.next_cursor is None or items[0].timestamp < pos:
+            break
+        run.report(pages=1)
+        cursor = got.next_cursor
+    return sorted(chunk.values(), key=lambda t: (t.timestamp, t.sequential_id)), ref_day
+
+
+def _iso(ms: int) -> str:
+    return f"{datetime.fromtimestamp(ms / 1000, tz=UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
 def _trade_tail(path: Path, symbol: str) -> tuple[int, set[int]] | None:
@@ -429,7 +477,9 @@ async def backfill(
 
     Raises:
         ConfigError: a bad argument (unknown unit, malformed code, ``start >= end``, trades older than
-            Upbit keeps), or the recording is in use by another writer.
+            Upbit keeps, also when a midnight passing during the run pushes the day being fetched out of
+            Upbit's week; the store then holds everything before that day's chunk), or the recording is in
+            use by another writer.
         RxMarketError: a REST failure that ``retries`` did not cure (``NotFound`` for an unknown market,
             ``Banned``, ``ServerError``, ``TransportError``, ``RateLimited``); the store stays consistent.
     """

@@ -1,10 +1,14 @@
 """The trade gap fill across a UTC midnight: ``fetch_trades_since`` and ``UpbitSource`` over loopback.
 
 Upbit addresses trades by UTC day: without ``days_ago``, ``cursor`` pages through the newest trade's day
-only; earlier days need ``days_ago`` (1-7). The simulator's ``cursor`` pages cross midnight by themselves,
-so here a small loopback front (:class:`UpbitDays`) passes every request to the simulator and cuts an
-answer without ``days_ago`` to the newest trade's day, as Upbit does. It also logs the trade requests (to
-count REST calls) and can run a hook before one (to move the hand clock mid-fill).
+only; earlier days need ``days_ago`` (1-7, counted from the newest trade's day). The simulator does the
+same (``SimOptions.trades_by_day``, on by default and set here explicitly), so the fill talks to it
+directly.
+
+The simulator counts REST requests per group but keeps no log of their queries, so the tests keep a
+minimal one on the client's side (:class:`TradeCalls`, aiohttp request tracing on the client's session),
+checked against the simulator's own count; it can also run a hook before a request is sent (to move the
+hand clock mid-fill).
 
 The simulator's clock is a number the test moves by hand and its market trades only on ``step()``, so the
 trades a fill must return are known exactly.
@@ -12,17 +16,17 @@ trades a fill must return are known exactly.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import aiohttp
 import pytest
 from _recorder import Recorder
-from aiohttp import web
 from test_source_support import REST_PER_SEC, fast_config, make_sim
 
 from rxmarket.exchanges.upbit import history
+from rxmarket.exchanges.upbit.protocol import error_from_response, parse_remaining_req
 from rxmarket.exchanges.upbit.source import UpbitSource
 from rxmarket.models import Trade
 from rxmarket.policy.ratelimit import RateLimiter
@@ -44,84 +48,71 @@ class Clock:
         return self.t
 
 
-class UpbitDays:
-    """A loopback front for the simulator whose ``/trades/ticks`` pages keep to Upbit's UTC days.
-
-    An answer to a request without ``days_ago`` keeps only the trades of the newest trade's day (read
-    from the simulator with ``count=1``); everything else passes through unchanged, ``Remaining-Req``
-    included. ``days_ago`` passes through: the simulator counts it from its clock's day, which is the
-    newest trade's day whenever something traded since midnight (true in every test here).
+class TradeCalls:
+    """A minimal log of the ``/trades/ticks`` requests a client sends, taken from aiohttp's request tracing.
 
     Attributes:
-        trade_calls: the query of every ``/trades/ticks`` request, in order.
-        before: called with a request's query before it is passed on (``None``: nothing).
+        queries: the query of every ``/trades/ticks`` request, in the order they were sent.
+        before: called with a request's query just before it is sent (``None``: nothing).
+        trace: the trace config to give the client's session.
     """
 
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.trade_calls: list[dict[str, str]] = []
+    def __init__(self) -> None:
+        self.queries: list[dict[str, str]] = []
         self.before: Callable[[dict[str, str]], None] | None = None
-        self.rest_url = ""
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_request_start.append(self._started)
 
-    async def __aenter__(self) -> UpbitDays:
-        self._session = aiohttp.ClientSession()
-        app = web.Application()
-        app.router.add_get("/v1/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.rest_url = f"http://{host}:{port}/v1"
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
-
-    async def _get(self, path: str, query: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
-        assert self._session is not None
-        async with self._session.get(f"{self.upstream}/{path}", params=query) as answer:
-            body = await answer.read()
-            keep = {k: answer.headers[k] for k in ("Remaining-Req", "Content-Type") if k in answer.headers}
-            return answer.status, body, keep
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        path, query = request.match_info["tail"], dict(request.query)
-        trades = path == "trades/ticks"
-        if trades:
-            self.trade_calls.append(query)
+    async def _started(
+        self, _session: aiohttp.ClientSession, _ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        if params.url.path.endswith("/trades/ticks"):
+            query = dict(params.url.query)
+            self.queries.append(query)
             if self.before is not None:
                 self.before(query)
-        status, body, headers = await self._get(path, query)
-        if trades and status == 200 and "days_ago" not in query:
-            _, newest, _ = await self._get(path, {"market": query["market"], "count": "1"})
-            (last,) = json.loads(newest) or [{"timestamp": 0}]
-            day = last["timestamp"] - last["timestamp"] % DAY
-            body = json.dumps([t for t in json.loads(body) if t["timestamp"] >= day]).encode()
-        return web.Response(body=body, status=status, headers=headers)
+
+
+def upbit_client(rest_url: str, session: aiohttp.ClientSession) -> HttpClient:
+    """What ``history.upbit_http_client`` builds (Upbit's error mapping, ``Remaining-Req`` pacing), on a
+    session of the test's (that function makes its own, which the request log could not trace)."""
+
+    def error_mapper(status: int, body: bytes, headers: Mapping[str, str]) -> Exception | None:
+        return None if status < 400 else error_from_response(status, body, headers)
+
+    def remaining(headers: Mapping[str, str]) -> int | None:
+        value = headers.get("Remaining-Req")
+        return None if value is None else parse_remaining_req(value).sec
+
+    return HttpClient(
+        rest_url, limiter=RateLimiter((REST_PER_SEC, 1.0)), error_mapper=error_mapper, remaining=remaining,
+        session=session,
+    )
 
 
 class Env(NamedTuple):
     sim: UpbitSimulator
-    days: UpbitDays
+    calls: TradeCalls
     http: HttpClient
     clock: Clock
+
+    def trade_calls(self) -> list[dict[str, str]]:
+        """The logged trade requests, checked to be every one the simulator answered."""
+        assert len(self.calls.queries) == self.sim.stats.rest_by_group.get("crix-trades", 0)
+        return self.calls.queries
 
 
 @pytest.fixture
 async def env() -> AsyncIterator[Env]:
-    """A hand-clocked simulator 50 s before a UTC midnight, behind an :class:`UpbitDays` front."""
+    """A hand-clocked simulator 50 s before a UTC midnight, keeping its trade pages to Upbit's days."""
     clock = Clock(MIDNIGHT_MS / 1000 - 50)
-    options = SimOptions(trade_history=5000, prefill_trades=5)
+    options = SimOptions(trade_history=5000, prefill_trades=5, trades_by_day=True)
     sim = make_sim(markets=2, seed=7, clock=clock, options=options)
-    async with sim, UpbitDays(sim.rest_url) as days:
-        http = history.upbit_http_client(days.rest_url, limiter=RateLimiter((REST_PER_SEC, 1.0)))
+    calls = TradeCalls()
+    async with sim, aiohttp.ClientSession(trace_configs=[calls.trace]) as session:
+        http = upbit_client(sim.rest_url, session)
         try:
-            yield Env(sim, days, http, clock)
+            yield Env(sim, calls, http, clock)
         finally:
             await http.close()
 
@@ -159,10 +150,11 @@ async def test_a_fill_over_midnight_returns_both_days_newest_first(env: Env) -> 
     assert ids(got) == ids(wanted)[::-1]
     assert len(set(ids(got))) == len(got)
     # The day before is paged until a page reaches past `since` (older trades exist: made[:30]).
-    assert len(env.days.trade_calls) == pages(after, 50) + -(-(before + 1) // 50)
-    day_of_call = [q.get("days_ago") for q in env.days.trade_calls]
+    calls = env.trade_calls()
+    assert len(calls) == pages(after, 50) + -(-(before + 1) // 50)
+    day_of_call = [q.get("days_ago") for q in calls]
     assert day_of_call == [None] * pages(after, 50) + ["1"] * (len(day_of_call) - pages(after, 50))
-    first_of_yesterday = env.days.trade_calls[pages(after, 50)]
+    first_of_yesterday = calls[pages(after, 50)]
     assert not {"cursor", "to"} & first_of_yesterday.keys()
 
 
@@ -176,7 +168,7 @@ async def test_max_pages_running_out_over_midnight_is_incomplete(env: Env) -> No
         env.http, "KRW-BTC", since, max_pages=budget, page_size=50
     )
     assert not complete
-    assert len(env.days.trade_calls) == budget
+    assert len(env.trade_calls()) == budget
     assert ids(got) == ids(made)[::-1][: after + 50]
 
 
@@ -197,14 +189,14 @@ async def test_midnight_passing_during_the_fill_recounts_days_ago(env: Env) -> N
             env.clock.t = next_midnight + 5
             env.sim.step(1, "KRW-BTC")
 
-    env.days.before = midnight_passes
+    env.calls.before = midnight_passes
     got, complete = await history.fetch_trades_since(
         env.http, "KRW-BTC", made[0].timestamp, max_pages=20, page_size=50
     )
     assert complete
     assert ids(got) == ids(made)[::-1]
     # today (short page); days_ago=1 now answers with that same day; days_ago=2 is the day before it.
-    assert [q.get("days_ago") for q in env.days.trade_calls] == [None, "1", "2"]
+    assert [q.get("days_ago") for q in env.trade_calls()] == [None, "1", "2"]
 
 
 async def test_since_beyond_seven_days_is_incomplete_after_the_seventh(env: Env) -> None:
@@ -214,14 +206,14 @@ async def test_since_beyond_seven_days_is_incomplete_after_the_seventh(env: Env)
         env.http, "KRW-BTC", made[0].timestamp - 9 * DAY, max_pages=20, page_size=50
     )
     assert not complete
-    assert [q.get("days_ago") for q in env.days.trade_calls] == [None] + [str(k) for k in range(1, 8)]
+    assert [q.get("days_ago") for q in env.trade_calls()] == [None] + [str(k) for k in range(1, 8)]
     assert ids(got)[: len(made)] == ids(made)[::-1]
 
 
 async def test_a_source_dropped_before_midnight_and_back_after_it_delivers_every_trade_once(env: Env) -> None:
     """End to end: a trade stream whose link drops before midnight and is back after it gets every trade
     made meanwhile, of both days, exactly once and in order (``source="rest"``), then live trades go on."""
-    config = fast_config(env.sim, rest_url=env.days.rest_url, gap_fill_page_size=50, gap_fill_max_pages=10)
+    config = fast_config(env.sim, gap_fill_page_size=50, gap_fill_max_pages=10)
     async with UpbitSource(config, http=env.http) as source:
         trades, status = Recorder(), Recorder()
         source.status.subscribe(status)
@@ -243,5 +235,5 @@ async def test_a_source_dropped_before_midnight_and_back_after_it_delivers_every
         assert [t.source for t in got] == ["rest"] * len(missed) + ["websocket"] * len(live)
         (filled,) = status.kinds("gap_filled")
         assert (filled.count, filled.detail) == (len(missed), "")
-        assert "1" in [q.get("days_ago") for q in env.days.trade_calls]  # the day before came by days_ago
+        assert "1" in [q.get("days_ago") for q in env.trade_calls()]  # the day before came by days_ago
         assert not trades.errors

@@ -375,8 +375,8 @@ async def fetch_trades_since(
 
     Upbit serves ``days_ago`` 1-7 only: trades older than the 7th day before the newest trade's day cannot
     be reached, and a ``since`` before that day gives ``complete=False`` with every trade Upbit still
-    serves. A server whose ``cursor`` pages cross midnight by themselves (the simulator's) is paged by
-    ``cursor`` alone until its pages run out.
+    serves. A server whose ``cursor`` pages cross midnight by themselves (the simulator without
+    ``SimOptions(trades_by_day=True)``) is paged by ``cursor`` alone until its pages run out.
 
     Args:
         http: the client.
