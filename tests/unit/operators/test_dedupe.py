@@ -12,6 +12,7 @@ import msgspec
 import pytest
 import reactivex
 from _docs import run_doc_example
+from _models import ticker as consistent_ticker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex import operators as rx_ops
@@ -53,20 +54,7 @@ def candle(start: int, ts: int | None, volume: float, close: float = 100.0, unit
 
 
 def ticker(ts: int, symbol: str = "KRW-BTC") -> Ticker:
-    return Ticker(
-        symbol=symbol,
-        price=100.0,
-        open=100.0,
-        high=100.0,
-        low=100.0,
-        prev_close=100.0,
-        change="EVEN",
-        change_price=0.0,
-        change_rate=0.0,
-        volume_24h=1.0,
-        value_24h=100.0,
-        timestamp=ts,
-    )
+    return consistent_ticker(ts, symbol=symbol)
 
 
 # ------------------------------------------------------------------------------------------- KeyStore

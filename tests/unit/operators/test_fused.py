@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import reactivex
+from _models import ticker as consistent_ticker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex import Observable
@@ -29,23 +30,7 @@ def identity(x: Any) -> Any:
 
 
 def ticker(ts: int, price: float = 100.0, symbol: str = "KRW-BTC", volume: float = 1.0) -> Ticker:
-    diff = price - 100.0
-    return Ticker(
-        symbol=symbol,
-        price=price,
-        open=100.0,
-        high=max(price, 100.0),
-        low=min(price, 100.0),
-        prev_close=100.0,
-        change="RISE" if diff > 0 else "FALL" if diff < 0 else "EVEN",
-        change_price=diff,
-        change_rate=diff / 100,
-        volume_24h=1.0,
-        value_24h=100.0,
-        timestamp=ts,
-        trade_timestamp=ts,
-        acc_trade_volume=volume,
-    )
+    return consistent_ticker(ts, price, symbol, trade_timestamp=ts, acc_trade_volume=volume)
 
 
 def trade(seq: int, ts: int, symbol: str = "KRW-BTC", side: str = "BID") -> Trade:

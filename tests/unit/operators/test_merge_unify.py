@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import reactivex
 from _docs import run_doc_example
+from _models import ticker as consistent_ticker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex.subject import Subject
@@ -27,22 +28,7 @@ on_next, on_error, on_completed = ReactiveTest.on_next, ReactiveTest.on_error, R
 
 
 def ticker(ts: int, source: str = "websocket", price: float = 100.0, symbol: str = "KRW-BTC") -> Ticker:
-    diff = price - 100.0
-    return Ticker(
-        symbol=symbol,
-        price=price,
-        open=100.0,
-        high=max(price, 100.0),
-        low=min(price, 100.0),
-        prev_close=100.0,
-        change="RISE" if diff > 0 else "FALL" if diff < 0 else "EVEN",
-        change_price=diff,
-        change_rate=diff / 100.0,
-        volume_24h=1.0,
-        value_24h=100.0,
-        timestamp=ts,
-        source=source,
-    )
+    return consistent_ticker(ts, price, symbol, source=source)
 
 
 def trade(seq: int, ts: int, source: str = "websocket", price: float = 100.0) -> Trade:

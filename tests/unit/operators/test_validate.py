@@ -12,6 +12,7 @@ import msgspec
 import pytest
 import reactivex
 from _docs import run_doc_example
+from _models import ticker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec.structs import replace
@@ -43,25 +44,6 @@ on_next, on_error, on_completed = ReactiveTest.on_next, ReactiveTest.on_error, R
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "upbit"
 WS = msgspec.json.Decoder(Ticker | Orderbook | Trade)
-
-
-def ticker(ts: int = 1_000, price: float = 100.0, symbol: str = "KRW-BTC", **changes: Any) -> Ticker:
-    diff = price - 100.0
-    t = Ticker(
-        symbol=symbol,
-        price=price,
-        open=100.0,
-        high=max(price, 100.0),
-        low=min(price, 100.0),
-        prev_close=100.0,
-        change="RISE" if diff > 0 else "FALL" if diff < 0 else "EVEN",
-        change_price=diff,
-        change_rate=diff / 100.0,
-        volume_24h=1.0,
-        value_24h=100.0,
-        timestamp=ts,
-    )
-    return replace(t, **changes) if changes else t
 
 
 def book(asks: list[tuple[float, float]], bids: list[tuple[float, float]], ts: int = 1_000) -> Orderbook:
